@@ -1,0 +1,72 @@
+"""The per-trial work: suggest params, train with the shared data, report, prune, clean up."""
+
+from __future__ import annotations
+
+import optuna
+
+from pcam.data import TrainingData
+from pcam.model import count_params
+from pcam.train import TrainingDiverged, release_memory, train
+from search.space import suggest
+
+
+class TrialFailed(Exception):
+    """A trial that could not produce a value (diverged, out of memory); the study goes on."""
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    text = f"{type(error).__name__} {error}".lower()
+    markers = ("out of memory", "resource_exhausted", "resourceexhausted", "memoryerror", "oom")
+    return isinstance(error, MemoryError) or any(marker in text for marker in markers)
+
+
+class Objective:
+    """Callable for ``study.optimize``; the data is loaded once and shared by every trial."""
+
+    def __init__(self, data: TrainingData, *, max_epochs: int, max_params: int, seed: int) -> None:
+        self.data = data
+        self.max_epochs = max_epochs
+        self.max_params = max_params
+        self.seed = seed
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = suggest(trial, max_epochs=self.max_epochs)
+        size = count_params(params)
+        trial.set_user_attr("params_count", size)
+        if size > self.max_params:
+            reason = f"model has {size:,} weights, over --max-params {self.max_params:,}"
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason)
+
+        def report(epoch: int, val_auc: float) -> bool:
+            trial.report(val_auc, step=epoch)
+            return trial.should_prune()
+
+        try:
+            result = train(
+                params,
+                self.data.train,
+                self.data.val,
+                seed=self.seed + trial.number,
+                on_epoch=report,
+            )
+        except TrainingDiverged as error:
+            trial.set_user_attr("fail_reason", f"diverged: {error}")
+            raise TrialFailed(str(error)) from None
+        except Exception as error:
+            if not _is_out_of_memory(error):
+                raise
+            trial.set_user_attr("fail_reason", f"out of memory: {type(error).__name__}")
+            raise TrialFailed(f"out of memory: {error}") from None
+        finally:
+            release_memory()
+
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("seconds_per_epoch", round(result.seconds_per_epoch, 3))
+        trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
+        trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
+        if result.stopped_early:
+            trial.set_user_attr("prune_reason", f"pruned after epoch {result.epochs_run}")
+            raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
+        return result.best_val_auc

@@ -1,0 +1,99 @@
+"""``python -m search.run``: parse the command line into a SearchConfig and run the search."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pcam.errors import run_cli
+from search.config import PRUNERS, SAMPLERS, SearchConfig
+
+
+def parse_args(argv: list[str] | None = None) -> SearchConfig:
+    defaults = SearchConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m search.run",
+        description="Hyperparameter search for the PCam CNN (Optuna, pruning on validation AUC).",
+    )
+    add = parser.add_argument
+    add(
+        "--trials",
+        type=int,
+        default=defaults.trials,
+        help="finished (complete or pruned) trials the study should hold (default %(default)s)",
+    )
+    add(
+        "--data",
+        default=None,
+        help="a PCam data set (Kaggle layout, PCam HDF5 or 0/ 1/ folders); "
+        "default: the embedded synthetic set",
+    )
+    add("--study", default=defaults.study, help="study name; an existing one is resumed")
+    add(
+        "--storage",
+        default=None,
+        help="SQLAlchemy URL (default: sqlite:///studies/<study>.db), e.g. postgresql://...",
+    )
+    add("--sampler", choices=SAMPLERS, default=defaults.sampler)
+    add("--pruner", choices=PRUNERS, default=defaults.pruner)
+    add("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    add("--seed", type=int, default=defaults.seed, help="split, sampler and training seed")
+    add(
+        "--max-epochs",
+        type=int,
+        default=defaults.max_epochs,
+        help="most epochs a trial trains (default %(default)s)",
+    )
+    add(
+        "--limit",
+        type=int,
+        default=None,
+        help="use at most this many labelled patches (class balance kept), for quick searches",
+    )
+    add("--val-fraction", type=float, default=defaults.val_fraction)
+    add(
+        "--max-params",
+        type=int,
+        default=defaults.max_params,
+        help="prune models with more weights than this (default %(default)s)",
+    )
+    add("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    return SearchConfig(
+        study=args.study,
+        storage=args.storage,
+        data=args.data,
+        trials=args.trials,
+        timeout=args.timeout,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        seed=args.seed,
+        max_epochs=args.max_epochs,
+        limit=args.limit,
+        val_fraction=args.val_fraction,
+        max_params=args.max_params,
+        progress=not args.no_progress,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    from search.runner import run_search, summary
+
+    try:
+        outcome = run_search(config)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the running trial is marked FAIL, every finished trial is kept; "
+            f"run the same command to resume study {config.study!r}",
+            file=sys.stderr,
+        )
+        return 130
+    print(summary(outcome, config))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,129 @@
+"""Open or resume an Optuna study: storage, sampler, pruner, and the record of provenance."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from pcam.data import TrainingData
+from pcam.errors import DataError
+from search.config import SearchConfig
+from search.provenance import git_commit, package_versions
+from search.space import seed_baseline_values
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        # CMA-ES models the numeric dimensions; categorical ones fall back to random.
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        try:
+            import scipy  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError:
+            raise DataError(
+                "--sampler gp needs torch and scipy: pip install torch==2.13.0 scipy"
+            ) from None
+        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    """Pruners step on epochs (0-based); Hyperband's resource is the epoch count."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.HyperbandPruner(
+        min_resource=1, max_resource=max_epochs, reduction_factor=3
+    )
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, bool]:
+    """Create the study (trial 0 = the seed baseline) or resume it; True when resumed.
+
+    A resumed study must have been made with the same data and study-defining settings:
+    mixing trials scored on different data would make its best value meaningless.
+    """
+    storage = config.storage_url
+    if storage.startswith("sqlite:///"):
+        config.output_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        existing = config.study in optuna.get_all_study_names(storage=storage)
+    except Exception as error:  # a bad URL, an unreachable server, a missing driver
+        raise DataError(f"--storage {storage}: cannot open it ({error})") from None
+    if existing:
+        study = optuna.load_study(study_name=config.study, storage=storage)
+        _check_resume(study, config, data)
+    # Resumed runs re-seed the sampler with the trial count, so they do not replay the
+    # random draws of the first run.
+    seed = config.seed + (finished_trials(study) if existing else 0)
+    study = optuna.create_study(
+        study_name=config.study,
+        storage=storage,
+        direction="maximize",
+        sampler=make_sampler(config.sampler, seed),
+        pruner=make_pruner(config.pruner, config.max_epochs),
+        load_if_exists=True,
+    )
+    if not existing:
+        for key, value in _provenance(config, data).items():
+            study.set_user_attr(key, value)
+        study.enqueue_trial(
+            seed_baseline_values(max_epochs=config.max_epochs),
+            user_attrs={"role": "seed_baseline"},
+        )
+    return study, existing
+
+
+def _provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]:
+    return {
+        "config": config.to_dict(),
+        "study_defining": config.study_defining(),
+        "data_source": str(data.layout.root),
+        "data_layout": data.layout.kind,
+        "data_fingerprint": data.fingerprint,
+        "split_seed": data.split_seed,
+        "train_patches": len(data.train),
+        "val_patches": len(data.val),
+        "metric": "validation ROC AUC (exact), best epoch",
+        "package_versions": package_versions(),
+        "git_commit": git_commit(),
+    }
+
+
+def _check_resume(study: optuna.Study, config: SearchConfig, data: TrainingData) -> None:
+    attrs = study.user_attrs
+    differences = []
+    if attrs.get("data_fingerprint") not in (None, data.fingerprint):
+        differences.append(
+            f"data (fingerprint {attrs['data_fingerprint']} then, {data.fingerprint} now; "
+            f"source then: {attrs.get('data_source')})"
+        )
+    for key, now in config.study_defining().items():
+        then = attrs.get("study_defining", {}).get(key, now)
+        if then != now:
+            differences.append(f"{key} ({then} then, {now} now)")
+    if differences:
+        raise DataError(
+            f"study {config.study!r} in {config.storage_url} was made with different settings: "
+            f"{'; '.join(differences)}. Run with the original settings to resume it, or pick a "
+            "new --study name"
+        )
+    print(
+        f"resuming study {config.study!r}: {finished_trials(study)} finished trial(s) so far",
+        file=sys.stderr,
+    )
