@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import optuna
 
 from pcam.data import TrainingData
@@ -31,6 +34,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest(trial, max_epochs=self.max_epochs)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         size = count_params(params)
         trial.set_user_attr("params_count", size)
         if size > self.max_params:
