@@ -80,8 +80,11 @@ def _tumour_cluster(rng: np.random.Generator, want_centre: bool) -> np.ndarray:
     raise RuntimeError("could not place a tumour cluster; this is a bug in pcam.synth")
 
 
-def render_patch(rng: np.random.Generator, label: int) -> np.ndarray:
-    """One 96×96×3 uint8 H&E-like patch whose label follows the PCam centre rule."""
+def render_patch(rng: np.random.Generator, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """One 96×96×3 uint8 H&E-like patch whose label follows the PCam centre rule.
+
+    Returns the pixels and the tumour mask (96×96 bool) the label was decided on.
+    """
     normal_count = int(rng.integers(15, 60))
     normal_centres = rng.uniform(-2, SIZE + 2, size=(normal_count, 2)).astype(np.float32)
     normal = _nuclei(rng, normal_centres, radius=(1.6, 3.4), irregular=0.5)
@@ -105,7 +108,8 @@ def render_patch(rng: np.random.Generator, label: int) -> np.ndarray:
     e_vector = _EOSIN * rng.uniform(0.6, 1.3) + rng.normal(0, 0.05, 3)
     density = haematoxylin[..., None] * 1.6 * h_vector + eosin[..., None] * e_vector
     rgb = 255.0 * np.exp(-np.maximum(density, 0)) + rng.normal(0, 4.0, (SIZE, SIZE, 3))
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    tumour_mask = (tumour > 0.5).any(axis=0) if len(tumour) else np.zeros((SIZE, SIZE), bool)
+    return np.clip(rgb, 0, 255).astype(np.uint8), tumour_mask
 
 
 def patch_id(seed: int, split: str, index: int) -> str:
@@ -117,7 +121,7 @@ def _write_chunk(job: tuple[Path, str, int, list[int], list[int]]) -> int:
     folder, split, seed, indices, labels = job
     for index, label in zip(indices, labels, strict=True):
         rng = np.random.default_rng((seed, 0 if split == "train" else 1, index))
-        pixels = render_patch(rng, label)
+        pixels, _ = render_patch(rng, label)
         Image.fromarray(pixels, mode="RGB").save(folder / f"{patch_id(seed, split, index)}.tif")
     return len(indices)
 

@@ -1,0 +1,59 @@
+"""Shared fixtures: a private cache folder per test, fixed seeds, small real data sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Every test decodes into its own cache folder, never the user's."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("PCAM_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def fixed_seeds() -> None:
+    import keras
+
+    keras.utils.set_random_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """A real synthetic data set in the Kaggle layout: 120 training and 16 test TIFFs."""
+    from pcam.synth import generate
+
+    return generate(
+        tmp_path_factory.mktemp("synthetic") / "tiny",
+        n_train=120,
+        n_test=16,
+        seed=7,
+        workers=1,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def kaggle_sample() -> Path:
+    """The real 4,000/1,000 PCam sample in ../shared (always present on CI)."""
+    path = Path(os.environ.get("PCAM_SHARED_SAMPLE", REPO.parent / "shared" / "pcam-kaggle-sample"))
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"the real PCam sample is missing at {path}")
+        pytest.skip(f"the real PCam sample is not at {path}")
+    return path

@@ -1,0 +1,52 @@
+"""Writers of small real data sets, in every layout and with every kind of defect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def patch(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(96, 96, 3), dtype=np.uint8)
+
+
+def write_kaggle(root: Path, *, n_train: int = 12, n_test: int = 4) -> Path:
+    """A Kaggle-layout folder of random patches, half of them labelled positive."""
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    rows = ["id,label"]
+    for i in range(n_train):
+        Image.fromarray(patch(i)).save(root / "train" / f"t{i:03d}.tif")
+        rows.append(f"t{i:03d},{i % 2}")
+    (root / "train_labels.csv").write_text("\n".join(rows) + "\n")
+    test_rows = ["id,label"]
+    for i in range(n_test):
+        Image.fromarray(patch(1000 + i)).save(root / "test" / f"x{i:03d}.tif")
+        test_rows.append(f"x{i:03d},0")
+    (root / "sample_submission.csv").write_text("\n".join(test_rows) + "\n")
+    return root
+
+
+def write_hdf5(root: Path, *, sizes: dict[str, int], y_sizes: dict[str, int] | None = None) -> Path:
+    import h5py
+
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes.items():
+        x = np.stack([patch(i) for i in range(n)]) if n else np.zeros((0, 96, 96, 3), np.uint8)
+        n_y = (y_sizes or {}).get(split, n)
+        y = (np.arange(n_y) % 2).astype(np.uint8).reshape(n_y, 1, 1, 1)
+        with h5py.File(root / f"camelyonpatch_level_2_split_{split}_x.h5", "w") as f:
+            f.create_dataset("x", data=x, chunks=(max(1, min(n, 4)), 96, 96, 3), compression="gzip")
+        with h5py.File(root / f"camelyonpatch_level_2_split_{split}_y.h5", "w") as f:
+            f.create_dataset("y", data=y)
+    return root
+
+
+def write_folders(root: Path, *, per_class: int = 4, suffix: str = ".png") -> Path:
+    for label in (0, 1):
+        (root / str(label)).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(patch(label * 100 + i)).save(root / str(label) / f"p{label}{i}{suffix}")
+    return root

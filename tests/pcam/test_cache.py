@@ -1,0 +1,119 @@
+"""The decode-once cache: reused when current, rebuilt when the source changes, never half-built."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pcam.cache
+from pcam.cache import cache_folder
+from pcam.data import load_split
+from pcam.layouts import detect
+from tests.helpers import patch, write_kaggle
+
+
+def test_cache_is_reused_without_decoding(tmp_path, monkeypatch):
+    root = write_kaggle(tmp_path / "k")
+    _, first = load_split(root, "train", progress=False)
+    monkeypatch.setattr(
+        pcam.cache, "_build", lambda *a, **k: pytest.fail("rebuilt a current cache")
+    )
+    started = time.perf_counter()
+    _, second = load_split(root, "train", progress=False)
+    assert time.perf_counter() - started < 1.0
+    assert np.array_equal(first.images, second.images)
+    assert list(first.ids) == list(second.ids)
+
+
+def test_cached_pixels_match_the_files(tmp_path):
+    root = write_kaggle(tmp_path / "k")
+    _, train = load_split(root, "train", progress=False)
+    for row, patch_id in enumerate(train.ids):
+        assert np.array_equal(train.images[row], patch(int(patch_id[1:])))
+
+
+@pytest.mark.parametrize("change", ["added", "removed", "replaced"])
+def test_changed_source_rebuilds(tmp_path, change):
+    root = write_kaggle(tmp_path / "k")
+    _, before = load_split(root, "train", progress=False)
+    csv = root / "train_labels.csv"
+    if change == "added":
+        Image.fromarray(patch(500)).save(root / "train" / "new.tif")
+        csv.write_text(csv.read_text() + "new,1\n")
+    elif change == "removed":
+        (root / "train" / "t011.tif").unlink()
+        csv.write_text(csv.read_text().replace("t011,1\n", ""))
+    else:
+        path = root / "train" / "t002.tif"
+        Image.fromarray(patch(777)).save(path)
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    _, after = load_split(root, "train", progress=False)
+    assert before.fingerprint != after.fingerprint
+    expected = {"added": 13, "removed": 11, "replaced": 12}[change]
+    assert len(after) == expected
+    if change == "replaced":
+        assert np.array_equal(after.images[list(after.ids).index("t002")], patch(777))
+
+
+def test_interrupted_build_leaves_nothing_trusted(tmp_path, monkeypatch):
+    root = write_kaggle(tmp_path / "k")
+    calls = {"n": 0}
+    real_read = pcam.cache.read_patch
+
+    def read_then_interrupt(path):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_read(path)
+
+    monkeypatch.setattr(pcam.cache, "read_patch", read_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        load_split(root, "train", progress=False)
+    folder = cache_folder(detect(root), "train")
+    assert not folder.exists()
+    assert list(folder.parent.iterdir()) == []  # the staging folder went too
+    monkeypatch.setattr(pcam.cache, "read_patch", real_read)
+    _, train = load_split(root, "train", progress=False)
+    assert len(train) == 12
+
+
+def test_killed_build_is_not_trusted_and_is_cleaned_up(tmp_path, private_cache):
+    """SIGKILL mid-build (no handler runs): the next run ignores the remains and rebuilds."""
+    root = write_kaggle(tmp_path / "k", n_train=3000)
+    script = (
+        "import pcam.cache, pcam.data, time\n"
+        "real = pcam.cache.read_patch\n"
+        "def slow(p):\n    time.sleep(0.002)\n    return real(p)\n"
+        "pcam.cache.read_patch = slow\n"
+        f"pcam.data.load_split({str(root)!r}, 'train', progress=False)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    folder = cache_folder(detect(root), "train")
+    deadline = time.time() + 60
+    while not list(folder.parent.glob(".train.building-*")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert list(folder.parent.glob(".train.building-*")), "the build never started"
+    assert not (folder / "manifest.json").exists()
+    _, train = load_split(root, "train", progress=False)
+    assert len(train) == 3000
+    assert not list(folder.parent.glob(".train.building-*"))
+
+
+def test_parallel_build_equals_serial(tmp_path):
+    root = write_kaggle(tmp_path / "k", n_train=2100)
+    from pcam.layouts import open_split
+
+    source = open_split(detect(root), "train")
+    serial = pcam.cache.load_or_build(source, tmp_path / "serial", workers=1, progress=False)
+    parallel = pcam.cache.load_or_build(source, tmp_path / "parallel", workers=2, progress=False)
+    assert np.array_equal(serial.images, parallel.images)
