@@ -59,7 +59,8 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     Failed trials do not count towards ``--trials``: a search that hits an error still ends
     with the asked number of usable trials (or at ``--timeout``).
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Our own line per trial reports failures; Optuna would add a traceback for each.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     data = load_data(config)
     log(f"data: {data.describe()}")
     study, resumed = open_study(config, data)

@@ -1,0 +1,256 @@
+"""``python -m search.predict MODEL_DIR PATH``: score an exported model on any PCam data set.
+
+Reads a folder written by ``search.submit`` (``model.keras`` + ``model.json``), predicts every
+patch of one split with test-time augmentation, and — given labels, from ``--labels CSV`` or
+from a labelled split — prints ROC AUC, accuracy and the confusion matrix.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no start-up chatter
+
+import argparse
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from pcam.cache import CachedSplit
+from pcam.data import Subset, load_split
+from pcam.errors import DataError, preview, run_cli
+from pcam.layouts import UNKNOWN_LABEL, detect
+from pcam.metrics import roc_auc
+from pcam.tta import TTA_MODES, predict_tta
+
+MODEL_FILE = "model.keras"
+METADATA_FILE = "model.json"
+THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Scores:
+    """How well probabilities match labels: exact ROC AUC, accuracy at 0.5, confusion matrix."""
+
+    roc_auc: float
+    accuracy: float
+    confusion: np.ndarray  # rows: actual 0, 1; columns: predicted 0, 1
+
+    def describe(self) -> str:
+        (tn, fp), (fn, tp) = self.confusion.tolist()
+        return "\n".join(
+            [
+                f"ROC AUC   {self.roc_auc:.4f}",
+                f"accuracy  {self.accuracy:.4f} (threshold {THRESHOLD})",
+                f"{'':10}{'pred 0':>10}{'pred 1':>10}",
+                f"{'actual 0':10}{tn:>10}{fp:>10}",
+                f"{'actual 1':10}{fn:>10}{tp:>10}",
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One split's ids in order, their probabilities, and the scores where labels were known."""
+
+    ids: np.ndarray
+    probabilities: np.ndarray
+    labels: np.ndarray | None
+    scores: Scores | None
+
+
+def load_exported(model_dir: str | Path) -> tuple[keras.Model, dict[str, Any]]:
+    """The model and metadata that ``search.submit`` exported to ``model_dir``."""
+    folder = Path(model_dir).expanduser()
+    if folder.is_file() and folder.name in (MODEL_FILE, METADATA_FILE):
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such model folder; pass the folder search.submit wrote")
+    metadata_path = folder / METADATA_FILE
+    model_path = folder / MODEL_FILE
+    if not metadata_path.is_file():
+        raise DataError(
+            f"{folder}: no {METADATA_FILE}; a model folder holds {MODEL_FILE} and "
+            f"{METADATA_FILE} as written by python -m search.submit"
+        )
+    try:
+        metadata = json.loads(metadata_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{metadata_path}: not readable JSON ({error})") from None
+    if not model_path.is_file():
+        raise DataError(f"{folder}: {METADATA_FILE} is there but {MODEL_FILE} is missing")
+    try:
+        model = keras.saving.load_model(model_path)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{model_path}: cannot load the model ({error})") from None
+    return model, metadata
+
+
+def whole_split(split: CachedSplit) -> Subset:
+    """Every row of a cached split, in its canonical order."""
+    return Subset(
+        images=split.images,
+        labels=split.labels,
+        indices=np.arange(len(split)),
+        ids=split.ids,
+    )
+
+
+def read_labels(csv_path: str | Path, ids: np.ndarray) -> np.ndarray:
+    """The 0/1 label of each of ``ids`` from an ``id,label`` CSV; every id must be there."""
+    csv_path = Path(csv_path).expanduser()
+    if not csv_path.is_file():
+        raise DataError(f"--labels {csv_path}: file missing")
+    try:
+        table = pd.read_csv(csv_path, dtype={"id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{csv_path}: not a readable CSV ({error})") from None
+    if not {"id", "label"} <= set(table.columns):
+        raise DataError(f"{csv_path}: needs the header row 'id,label'")
+    if table["id"].duplicated().any():
+        twice = table["id"][table["id"].duplicated()].unique()
+        raise DataError(f"{csv_path}: id(s) listed more than once: {preview(twice)}")
+    labels = pd.to_numeric(table["label"], errors="coerce")
+    if not labels.isin([0, 1]).all():
+        raise DataError(f"{csv_path}: labels must be 0 or 1")
+    by_id = pd.Series(labels.to_numpy(dtype=np.int8), index=table["id"])
+    missing = np.asarray(ids)[~pd.Index(ids).isin(by_id.index)]
+    if len(missing):
+        raise DataError(
+            f"{csv_path}: {len(missing)} of the {len(ids)} predicted id(s) have no label: "
+            f"{preview(missing)}; pass the labels of this split"
+        )
+    return by_id.loc[ids].to_numpy()
+
+
+def score(labels: np.ndarray, probabilities: np.ndarray) -> Scores:
+    """ROC AUC, accuracy at ``THRESHOLD`` and the 2×2 confusion matrix."""
+    labels = np.asarray(labels).astype(int)
+    predicted = (np.asarray(probabilities) >= THRESHOLD).astype(int)
+    confusion = np.zeros((2, 2), dtype=int)
+    np.add.at(confusion, (labels, predicted), 1)
+    return Scores(
+        roc_auc=roc_auc(labels, probabilities),
+        accuracy=float((labels == predicted).mean()),
+        confusion=confusion,
+    )
+
+
+def stage_predictions(path: Path, ids: np.ndarray, probabilities: np.ndarray) -> Path:
+    """Check and write ``id,label`` rows to a hidden sibling of ``path``; return that file.
+
+    ``os.replace`` of the returned file onto ``path`` publishes it whole: a reader never sees
+    a half-written submission. Labels are probabilities, never hard 0/1 (the metric is AUC).
+    """
+    ids = np.asarray(ids, dtype=str)
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    if len(ids) != len(probabilities):
+        raise ValueError(f"{len(ids)} ids but {len(probabilities)} probabilities")
+    if not len(ids):
+        raise DataError(f"{path}: no rows to write; the split is empty")
+    repeated = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
+    if len(repeated):
+        raise DataError(f"{path}: id(s) would appear more than once: {preview(repeated)}")
+    bad = ids[~np.isfinite(probabilities) | (probabilities < 0) | (probabilities > 1)]
+    if len(bad):
+        raise DataError(
+            f"{path}: the model gave {len(bad)} patch(es) no valid probability (NaN or out of "
+            f"[0, 1]): {preview(bad)}; nothing was written"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        with staged.open("w") as out:
+            out.write("id,label\n")
+            out.writelines(f"{i},{p:.10g}\n" for i, p in zip(ids, probabilities, strict=True))
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return staged
+
+
+def write_predictions(path: str | Path, ids: np.ndarray, probabilities: np.ndarray) -> Path:
+    """Write an ``id,label`` CSV atomically (temporary file, then ``os.replace``)."""
+    path = Path(path)
+    os.replace(stage_predictions(path, ids, probabilities), path)
+    return path
+
+
+def predict_path(
+    model: keras.Model,
+    path: str | Path,
+    *,
+    split: str | None = None,
+    labels_csv: str | Path | None = None,
+    tta: str = "d8",
+    progress: bool = True,
+) -> Prediction:
+    """Predict every patch of one split of the data set at ``path``; score it given labels.
+
+    ``split`` defaults to ``test`` where the layout has one, else its only split (class folders).
+    Labels come from ``labels_csv``, else from the split itself when it is labelled.
+    """
+    if split is None:
+        names = detect(path).split_names
+        split = "test" if "test" in names else names[0]
+    _, cached = load_split(path, split, progress=progress)
+    if not len(cached):
+        raise DataError(f"{path}: the {split} split holds no patches; nothing to predict")
+    probabilities = predict_tta(model, whole_split(cached), mode=tta)
+    labels = None
+    if labels_csv is not None:
+        labels = read_labels(labels_csv, cached.ids)
+    elif (cached.labels != UNKNOWN_LABEL).all():
+        labels = cached.labels.astype(np.int8)
+    scores = score(labels, probabilities) if labels is not None else None
+    return Prediction(ids=cached.ids, probabilities=probabilities, labels=labels, scores=scores)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m search.predict",
+        description="Predict (and score, given labels) any PCam data set with an exported model.",
+    )
+    add = parser.add_argument
+    add("model_dir", help="a folder written by search.submit (model.keras + model.json)")
+    add("path", help="a PCam data set: Kaggle layout, PCam HDF5 files, or 0/ 1/ class folders")
+    add("--split", default=None, help="split to predict (default: test, else the only one)")
+    add("--labels", default=None, help="id,label CSV with the answers, e.g. test_labels.csv")
+    add(
+        "--tta",
+        choices=tuple(TTA_MODES),
+        default=None,
+        help="test-time augmentation (default: what the model was submitted with, else d8)",
+    )
+    add("--out", default=None, help="write id,label probabilities to this CSV")
+    add("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    model, metadata = load_exported(args.model_dir)
+    tta = args.tta or metadata.get("tta", "d8")
+    prediction = predict_path(
+        model,
+        args.path,
+        split=args.split,
+        labels_csv=args.labels,
+        tta=tta,
+        progress=not args.no_progress,
+    )
+    mean = float(prediction.probabilities.mean())
+    print(f"{len(prediction.ids)} patches, tta {tta}, mean tumour probability {mean:.3f}")
+    if args.out:
+        print(f"wrote {write_predictions(args.out, prediction.ids, prediction.probabilities)}")
+    if prediction.scores is not None:
+        print(prediction.scores.describe())
+    elif not args.out:
+        print("no labels to score against: pass --labels CSV, or --out CSV to keep predictions")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,463 @@
+"""``python -m search.submit --study NAME``: retrain the best trial, export it, write a submission.
+
+The best complete trial (or ``--trial N``, or the top ``--ensemble K``) is rebuilt from its
+recorded values through the same ``params_from_values`` the search used, retrained with a seed
+on training + validation data for the epoch count where its validation AUC peaked, exported
+to ``<out>/best/model.keras`` with ``model.json`` beside it, and the exported file predicts the
+test split with test-time augmentation into ``<out>/submission.csv``. Both are written aside
+and moved into place only when complete: a failed run leaves the previous pair untouched.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no start-up chatter
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from pcam.data import Subset, TrainingData, load_split, load_training_data
+from pcam.errors import DataError, preview, run_cli
+from pcam.images import PATCH_SHAPE
+from pcam.metrics import roc_auc
+from pcam.train import TrainingDiverged, release_memory, train
+from pcam.tta import TTA_MODES, predict_tta
+from search.config import STUDIES_DIR
+from search.predict import (
+    METADATA_FILE,
+    MODEL_FILE,
+    load_exported,
+    stage_predictions,
+    whole_split,
+)
+from search.provenance import git_commit, package_versions
+from search.space import params_from_values
+
+FIT_ON = ("train+val", "train")
+METADATA_FORMAT = 1
+SUBMISSION_FILE = "submission.csv"
+STUDY_RECORD = ("config", "study_defining", "data_source", "data_fingerprint")
+
+
+@dataclass(frozen=True)
+class SubmitConfig:
+    """Everything ``python -m search.submit`` was asked to do."""
+
+    study: str = "pcam"
+    storage: str | None = None
+    data: str | None = None
+    trial: int | None = None
+    ensemble: int = 1
+    tta: str = "d8"
+    fit_on: str = "train+val"
+    out: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (bool(self.study.strip()), "--study must not be empty"),
+            (self.ensemble >= 1, f"--ensemble {self.ensemble}: must be at least 1"),
+            (
+                self.trial is None or self.ensemble == 1,
+                f"--trial {self.trial} and --ensemble {self.ensemble} conflict: an ensemble "
+                "takes the top trials; drop one of the two",
+            ),
+            (self.tta in TTA_MODES, f"--tta {self.tta}: choose from {', '.join(TTA_MODES)}"),
+            (self.fit_on in FIT_ON, f"--fit-on {self.fit_on}: choose from {', '.join(FIT_ON)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DataError(message)
+
+    @property
+    def storage_url(self) -> str:
+        """``--storage``, or the SQLite file ``search.run`` uses: ``studies/<study>.db``."""
+        return self.storage or f"sqlite:///{STUDIES_DIR / self.study}.db"
+
+    @property
+    def output_dir(self) -> Path:
+        """``--out``, or ``studies/<study>``: the model goes to ``best/`` in it."""
+        return Path(self.out) if self.out else STUDIES_DIR / self.study
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    model_dir: Path
+    submission: Path
+    metadata: dict[str, Any]
+    ids: np.ndarray
+    probabilities: np.ndarray
+
+
+def open_existing_study(config: SubmitConfig) -> optuna.Study:
+    """Load a study that ``search.run`` made; never create one (or an empty SQLite file)."""
+    url = config.storage_url
+    if url.startswith("sqlite:///"):
+        database = Path(url.removeprefix("sqlite:///").split("?")[0])
+        if not database.is_file():
+            raise DataError(
+                f"no study database at {database}; run python -m search.run --study "
+                f"{config.study} first, or pass the --storage the study was made with"
+            )
+    try:
+        names = optuna.get_all_study_names(storage=url)
+    except Exception as error:  # a bad URL, an unreachable server, a missing driver
+        raise DataError(f"--storage {url}: cannot open it ({error})") from None
+    if config.study not in names:
+        held = f"it holds: {preview(sorted(names))}" if names else "it holds no study"
+        raise DataError(f"no study {config.study!r} in {url}; {held}")
+    study = optuna.load_study(study_name=config.study, storage=url)
+    missing = [key for key in STUDY_RECORD if key not in study.user_attrs]
+    if missing:
+        raise DataError(
+            f"study {config.study!r} has no record of {', '.join(missing)}: it was not made by "
+            "python -m search.run, so its data and split cannot be rebuilt"
+        )
+    return study
+
+
+def choose_trials(
+    study: optuna.Study, *, trial: int | None = None, ensemble: int = 1
+) -> list[FrozenTrial]:
+    """``--trial N``, or the ``ensemble`` complete trials of highest validation AUC, best first."""
+    trials = study.get_trials(deepcopy=False)
+    complete = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE), key=_ranked_value, reverse=True
+    )
+    numbers = [t.number for t in sorted(complete, key=lambda t: t.number)]
+    if trial is not None:
+        chosen = next((t for t in trials if t.number == trial), None)
+        if chosen is None:
+            raise DataError(
+                f"study {study.study_name!r} has no trial {trial} "
+                f"(it has {len(trials)}: numbers 0–{len(trials) - 1})"
+            )
+        if chosen.state != TrialState.COMPLETE:
+            raise DataError(
+                f"trial {trial} of study {study.study_name!r} is {chosen.state.name}, not "
+                f"COMPLETE; complete trials: {preview(numbers) or 'none'}"
+            )
+        return [chosen]
+    if not complete:
+        states = {t.state.name for t in trials}
+        raise DataError(
+            f"study {study.study_name!r} has no complete trial ({len(trials)} trial(s)"
+            + (f": {', '.join(sorted(states))}" if states else "")
+            + f"); run python -m search.run --study {study.study_name} to add some"
+        )
+    if len(complete) < ensemble:
+        raise DataError(
+            f"--ensemble {ensemble}: study {study.study_name!r} has only {len(complete)} "
+            "complete trial(s); lower --ensemble or run more trials"
+        )
+    return complete[:ensemble]
+
+
+def _ranked_value(trial: FrozenTrial) -> float:
+    return trial.value if trial.value is not None and math.isfinite(trial.value) else -math.inf
+
+
+def load_study_data(
+    study: optuna.Study, *, data: str | None = None, progress: bool = True
+) -> TrainingData:
+    """The study's data set, split as in the search; refused if its files have changed."""
+    attrs = study.user_attrs
+    settings = attrs["config"]
+    path = data or attrs["data_source"]
+    training = load_training_data(
+        path,
+        seed=attrs.get("split_seed", settings["seed"]),
+        val_fraction=settings["val_fraction"],
+        limit=settings["limit"],
+        progress=progress,
+    )
+    if training.fingerprint != attrs["data_fingerprint"]:
+        raise DataError(
+            f"{path}: not the data study {study.study_name!r} was searched on (fingerprint "
+            f"{training.fingerprint} now, {attrs['data_fingerprint']} then; source then: "
+            f"{attrs['data_source']}); pass --data the study's data set, unchanged"
+        )
+    return training
+
+
+def fit_subset(data: TrainingData, *, fit_on: str) -> tuple[Subset, str]:
+    """What the final model trains on, and its name: training + validation where they share
+    one image array (Kaggle, class folders); training only for PCam HDF5, whose validation
+    split lives in separate files."""
+    if fit_on == "train":
+        return data.train, "train"
+    if data.train.images is not data.val.images:
+        log(
+            f"note: the {data.layout.kind} layout keeps validation patches in separate files; "
+            "the final model trains on the training split only"
+        )
+        return data.train, "train"
+    return (
+        Subset(
+            images=data.train.images,
+            labels=data.train.labels,
+            indices=np.concatenate([data.train.indices, data.val.indices]),
+            ids=np.concatenate([data.train.ids, data.val.ids]),
+        ),
+        "train+val",
+    )
+
+
+def retrain(
+    trial: FrozenTrial, fit_data: Subset, *, max_epochs: int, seed: int, progress: bool = True
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Train ``trial``'s exact params, blind, for its best epoch count; the model and its record."""
+    try:
+        params = params_from_values(trial.params, max_epochs=max_epochs)
+    except (KeyError, ValueError, TypeError) as error:
+        raise DataError(
+            f"trial {trial.number}'s values do not fit today's search space ({error})"
+        ) from None
+    epochs = int(trial.user_attrs.get("best_epoch", params.epochs))
+    log(
+        f"retraining trial {trial.number} (validation AUC {trial.value:.4f}) for {epochs} "
+        f"epoch(s) on {len(fit_data)} patches, seed {seed}"
+    )
+    try:
+        result = train(
+            params, fit_data, None, seed=seed, epochs=epochs, verbose=2 if progress else 0
+        )
+    except TrainingDiverged as error:
+        raise DataError(
+            f"retraining trial {trial.number} diverged ({error}); pick another with --trial"
+        ) from None
+    record = {
+        "trial": trial.number,
+        "val_auc": trial.value,
+        "params": params.to_dict(),
+        "epochs_trained": epochs,
+        "seed": seed,
+        "train_seconds": round(result.train_seconds, 2),
+    }
+    return result.model, record
+
+
+def combine(models: list[keras.Model], trial_numbers: list[int]) -> keras.Model:
+    """One model, or one that averages the members' probabilities (a single exportable file)."""
+    if len(models) == 1:
+        return models[0]
+    inputs = keras.Input(shape=PATCH_SHAPE, name="patch")
+    outputs = []
+    for model, number in zip(models, trial_numbers, strict=True):
+        member = keras.models.clone_model(model)  # uncompiled: no optimizer state to export
+        member.set_weights(model.get_weights())
+        member.name = f"trial_{number}"
+        outputs.append(member(inputs))
+    mean = keras.layers.Average(name="ensemble_mean", dtype="float32")(outputs)
+    return keras.Model(inputs, mean, name=f"pcam_ensemble_{len(models)}")
+
+
+def export_record(
+    study: optuna.Study,
+    records: list[dict[str, Any]],
+    *,
+    data: TrainingData,
+    tta: str,
+    trained_on: str,
+    train_patches: int,
+    test_patches: int,
+) -> dict[str, Any]:
+    """``model.json``: the best member's trial and params, every member, data and provenance."""
+    best = records[0]
+    return {
+        "format": METADATA_FORMAT,
+        "study": study.study_name,
+        "trial": best["trial"],
+        "val_auc": best["val_auc"],
+        "params": best["params"],
+        "epochs_trained": best["epochs_trained"],
+        "ensemble": len(records),
+        "members": records,
+        "tta": tta,
+        "trained_on": trained_on,
+        "train_patches": train_patches,
+        "test_patches": test_patches,
+        "data_source": str(data.layout.root),
+        "data_layout": data.layout.kind,
+        "data_fingerprint": data.fingerprint,
+        "split_seed": data.split_seed,
+        "val_fraction": data.val_fraction,
+        "limit": data.limit,
+        "package_versions": package_versions(),
+        "git_commit": git_commit(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def export(model: keras.Model, metadata: dict[str, Any], folder: Path) -> Path:
+    """Write ``model.keras`` and ``model.json`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / MODEL_FILE)
+    (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=1) + "\n")
+    return folder
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Put the finished ``staging`` folder at ``target``, retiring what was there."""
+    retired = None
+    if target.exists():
+        retired = target.parent / f".{target.name}.retired-{uuid.uuid4().hex[:8]}"
+        target.rename(retired)
+    staging.rename(target)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def submit(config: SubmitConfig) -> SubmitOutcome:
+    """Retrain, export and predict; see the module docstring. Checks every input first."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_existing_study(config)
+    chosen = choose_trials(study, trial=config.trial, ensemble=config.ensemble)
+    data = load_study_data(study, data=config.data, progress=config.progress)
+    _, test_split = load_split(data.layout.root, "test", progress=config.progress)
+    if not len(test_split):
+        raise DataError(f"{data.layout.root}: the test split is empty; nothing to submit")
+    fit_data, trained_on = fit_subset(data, fit_on=config.fit_on)
+    settings = study.user_attrs["config"]
+    max_epochs = study.user_attrs["study_defining"]["max_epochs"]
+
+    out = config.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".best.partial-{uuid.uuid4().hex[:8]}"
+    submission = out / SUBMISSION_FILE
+    staged_csv: Path | None = None
+    try:
+        models, records = [], []
+        for trial in chosen:
+            seed = int(settings["seed"]) + trial.number
+            model, record = retrain(
+                trial, fit_data, max_epochs=max_epochs, seed=seed, progress=config.progress
+            )
+            models.append(model)
+            records.append(record)
+        model = combine(models, [record["trial"] for record in records])
+        metadata = export_record(
+            study,
+            records,
+            data=data,
+            tta=config.tta,
+            trained_on=trained_on,
+            train_patches=len(fit_data),
+            test_patches=len(test_split),
+        )
+        if trained_on == "train":
+            val_probabilities = predict_tta(model, data.val, mode=config.tta)
+            metadata["retrained_val_auc"] = roc_auc(data.val.y, val_probabilities)
+        export(model, metadata, staging)
+        del model, models
+        release_memory()
+        # The submission comes from the exported file itself, exactly as search.predict sees it.
+        exported, _ = load_exported(staging)
+        log(f"predicting {len(test_split)} test patches (tta {config.tta})")
+        probabilities = predict_tta(exported, whole_split(test_split), mode=config.tta)
+        staged_csv = stage_predictions(submission, test_split.ids, probabilities)
+        _swap_in(staging, out / "best")
+        os.replace(staged_csv, submission)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if staged_csv is not None:
+            staged_csv.unlink(missing_ok=True)
+    return SubmitOutcome(
+        model_dir=out / "best",
+        submission=submission,
+        metadata=metadata,
+        ids=test_split.ids,
+        probabilities=probabilities,
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> SubmitConfig:
+    defaults = SubmitConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m search.submit",
+        description="Retrain a study's best trial on all labelled data, export it, and write "
+        "a Kaggle submission (id,label = tumour probability) for the test split.",
+    )
+    add = parser.add_argument
+    add("--study", default=defaults.study, help="study name (default %(default)s)")
+    add(
+        "--storage",
+        default=None,
+        help="SQLAlchemy URL of the study (default: sqlite:///studies/<study>.db)",
+    )
+    add("--data", default=None, help="the study's data set (default: where the study read it)")
+    add("--trial", type=int, default=None, help="this trial number instead of the best")
+    add(
+        "--ensemble",
+        type=int,
+        default=defaults.ensemble,
+        help="average the top K complete trials, each retrained (default %(default)s)",
+    )
+    add(
+        "--tta",
+        choices=tuple(TTA_MODES),
+        default=defaults.tta,
+        help="test-time augmentation: the 8 symmetries, 4 flips, or none (default %(default)s)",
+    )
+    add(
+        "--fit-on",
+        choices=FIT_ON,
+        default=defaults.fit_on,
+        help="data of the final fit (default %(default)s; PCam HDF5 always uses train)",
+    )
+    add("--out", default=None, help="output folder (default: studies/<study>)")
+    add("--no-progress", action="store_true", help="no progress output")
+    args = parser.parse_args(argv)
+    return SubmitConfig(
+        study=args.study,
+        storage=args.storage,
+        data=args.data,
+        trial=args.trial,
+        ensemble=args.ensemble,
+        tta=args.tta,
+        fit_on=args.fit_on,
+        out=args.out,
+        progress=not args.no_progress,
+    )
+
+
+def summary(outcome: SubmitOutcome) -> str:
+    meta = outcome.metadata
+    members = ", ".join(f"trial {m['trial']} ({m['val_auc']:.4f})" for m in meta["members"])
+    return "\n".join(
+        [
+            f"model:      {outcome.model_dir / MODEL_FILE} — {members}, retrained on "
+            f"{meta['trained_on']} ({meta['train_patches']} patches)",
+            f"submission: {outcome.submission} ({len(outcome.ids)} rows, tta {meta['tta']})",
+            f"score it:   python -m search.predict {outcome.model_dir} {meta['data_source']} "
+            "--labels CSV",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    print(summary(submit(config)))
+    return 0
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_cli(main)

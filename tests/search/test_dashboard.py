@@ -1,0 +1,96 @@
+"""optuna-dashboard serves a study written by the real search, trials and curves included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.search.test_report import tiny_search_study
+
+START_TIMEOUT = 30.0
+
+
+def dashboard_command() -> str:
+    """The ``optuna-dashboard`` script of this Python's environment (a declared dependency)."""
+    beside = Path(sys.executable).with_name("optuna-dashboard")
+    found = str(beside) if beside.is_file() else shutil.which("optuna-dashboard")
+    assert found, "optuna-dashboard is not installed (pip install -e .)"
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def dashboard(tmp_path_factory):
+    """(base URL, storage URL, study name) of a running dashboard; the server always stops."""
+    storage, name = tiny_search_study(tmp_path_factory.getbasetemp())
+    port = free_port()
+    log = tmp_path_factory.mktemp("dashboard") / "server.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [dashboard_command(), storage, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"optuna-dashboard exited ({server.returncode}): {log.read_text()}")
+            try:
+                get_json(f"{base}/api/studies")
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"optuna-dashboard did not answer in {START_TIMEOUT:.0f} s")
+                time.sleep(0.2)
+        yield base, storage, name
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_dashboard_serves_the_trials_of_a_real_search(dashboard):
+    base, storage, name = dashboard
+    study = optuna.load_study(study_name=name, storage=storage)
+    summaries = get_json(f"{base}/api/studies")["study_summaries"]
+    summary = next(s for s in summaries if s["study_name"] == name)
+    served = get_json(f"{base}/api/studies/{summary['study_id']}")
+    trials = {trial["number"]: trial for trial in served["trials"]}
+    assert len(trials) == len(study.trials) == 3
+    for stored in study.trials:
+        trial = trials[stored.number]
+        assert trial["state"].lower() == stored.state.name.lower()
+        assert trial["values"] == [pytest.approx(stored.value)]
+        params = {param["name"]: param["param_external_value"] for param in trial["params"]}
+        assert params == {key: str(value) for key, value in stored.params.items()}
+        served_curve = {point["step"]: point["value"] for point in trial["intermediate_values"]}
+        assert served_curve == pytest.approx(stored.intermediate_values)
+        attrs = {attr["key"]: attr["value"] for attr in trial["user_attrs"]}
+        assert attrs["worker"] == stored.user_attrs["worker"]
+    assert {"key": "role", "value": "seed_baseline"} in trials[0]["user_attrs"]

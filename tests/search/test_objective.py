@@ -1,0 +1,121 @@
+"""One trial: the monitored key exists, pruning reads it, bad trials end cleanly."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from pcam.data import load_training_data
+from pcam.model import ModelParams
+from pcam.train import VAL_AUC, TrainingDiverged, train
+from search.objective import Objective, TrialFailed
+from search.space import seed_baseline_values
+from search.study import make_pruner
+
+SMALL = ModelParams(blocks=2, filters=(8, 16), dense_units=16, batch_size=8, epochs=2, crop=32)
+
+
+@pytest.fixture
+def data(tiny_synthetic):
+    return load_training_data(tiny_synthetic, limit=40, progress=False)
+
+
+def test_monitored_key_is_in_the_history(data):
+    """A misnamed metric silently disables pruning: the key every pruner reads must exist."""
+    result = train(SMALL, data.train, data.val, seed=0)
+    assert VAL_AUC in result.history and len(result.history[VAL_AUC]) == 2
+    assert result.val_auc == result.history[VAL_AUC]
+    assert 0.0 <= result.best_val_auc <= 1.0
+    assert result.best_epoch in (1, 2)
+    assert result.history[VAL_AUC][result.best_epoch - 1] == result.best_val_auc
+
+
+def test_nan_loss_raises(data):
+    exploding = ModelParams(**{**SMALL.to_dict(), "optimizer": "sgd", "learning_rate": 1e9})
+    with pytest.raises(TrainingDiverged, match="nan"):
+        train(exploding, data.train, data.val, seed=0)
+
+
+def _study_with(values: dict, pruner=None) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", pruner=pruner or optuna.pruners.NopPruner())
+    study.enqueue_trial(values)
+    return study
+
+
+def _small_values(**overrides) -> dict:
+    return (
+        seed_baseline_values(max_epochs=2)
+        | {"blocks": 2, "base_filters": 16, "dense_units": 64, "crop": 32}
+        | overrides
+    )
+
+
+def test_objective_records_user_attrs_and_intermediate_values(data):
+    study = _study_with(_small_values())
+    study.optimize(Objective(data, max_epochs=2, max_params=10**7, seed=0), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert sorted(trial.intermediate_values) == [0, 1]
+    assert trial.value == max(trial.intermediate_values.values())
+    for key in (
+        "best_epoch",
+        "epochs_run",
+        "seconds_per_epoch",
+        "images_per_second",
+        "params_count",
+    ):
+        assert key in trial.user_attrs
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter")
+def test_diverging_trial_fails_with_reason_and_the_study_goes_on(tiny_synthetic):
+    data = load_training_data(tiny_synthetic, progress=False)  # 96 patches: 3 steps of 32
+    study = _study_with(_small_values(optimizer="sgd", learning_rate=1e9, batch_size=32))
+    study.enqueue_trial(_small_values())
+    objective = Objective(data, max_epochs=2, max_params=10**7, seed=0)
+    study.optimize(objective, n_trials=2, catch=(TrialFailed,))
+    failed, ok = study.trials
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert failed.user_attrs["fail_reason"].startswith("diverged")
+    assert ok.state == optuna.trial.TrialState.COMPLETE
+
+
+def test_oversized_model_is_pruned_before_training(data):
+    study = _study_with(seed_baseline_values(max_epochs=2))
+    study.optimize(Objective(data, max_epochs=2, max_params=1000, seed=0), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert "over --max-params 1,000" in trial.user_attrs["prune_reason"]
+    assert trial.intermediate_values == {}
+
+
+@pytest.mark.parametrize("name", ["median", "hyperband", "sha"])
+def test_pruner_prunes_a_clearly_worse_trial(name):
+    """Through Optuna's own ask/report/should_prune, without training."""
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs=9))
+    for _ in range(6):
+        trial = study.ask()
+        for epoch in range(9):
+            trial.report(0.9 + epoch * 0.001, step=epoch)
+        study.tell(trial, 0.909)
+    pruned_at = None
+    for _ in range(3):  # Hyperband assigns trials to brackets; one of a few is checked early
+        trial = study.ask()
+        for epoch in range(9):
+            trial.report(0.5, step=epoch)
+            if trial.should_prune():
+                pruned_at = epoch
+                break
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        if pruned_at is not None:
+            break
+    assert pruned_at is not None and pruned_at < 8
+
+
+def test_nop_pruner_never_prunes():
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("none", max_epochs=3))
+    for value in (0.9, 0.9, 0.1):
+        trial = study.ask()
+        trial.report(value, step=0)
+        assert not trial.should_prune()
+        study.tell(trial, value)

@@ -1,0 +1,345 @@
+"""search.submit and search.predict: retrain, export, TTA, submission, and every bad input.
+
+One tiny real study (two one-epoch trials on 80 synthetic patches) is searched once per module
+and submitted once; the other tests reuse it or fail before any training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from pcam.augment import dihedral_one
+from pcam.data import Subset, TrainingData
+from pcam.errors import DataError
+from pcam.layouts import Layout
+from pcam.metrics import roc_auc
+from pcam.model import ModelParams, build
+from pcam.synth import generate
+from pcam.train import predict
+from pcam.tta import predict_tta
+from search import submit as submit_module
+from search.config import SearchConfig
+from search.predict import load_exported
+from search.predict import main as predict_main
+from search.runner import run_search
+from search.space import params_from_values
+from search.submit import SubmitConfig, choose_trials, export, fit_subset, submit
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ModelParams(blocks=1, filters=(4,), dense_units=4, crop=32)
+
+
+@dataclass(frozen=True)
+class TinyStudy:
+    root: Path
+    data: Path
+    storage: str
+    name: str
+
+    def config(self, out: Path, **changes) -> SubmitConfig:
+        return SubmitConfig(
+            study=self.name, storage=self.storage, out=str(out), progress=False, **changes
+        )
+
+    def study(self) -> optuna.Study:
+        return optuna.load_study(study_name=self.name, storage=self.storage)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch) -> None:
+    """Each test decodes into its own cache and writes nothing outside ``tmp_path``."""
+    monkeypatch.setenv("PCAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory) -> TinyStudy:
+    root = tmp_path_factory.mktemp("submit")
+    storage = f"sqlite:///{root}/s.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PCAM_CACHE_DIR", str(root / "cache"))
+        patch.chdir(root)
+        data = generate(root / "data", n_train=80, n_test=16, seed=0, workers=1, progress=False)
+        config = SearchConfig(
+            study="tiny",
+            storage=storage,
+            data=str(data),
+            trials=2,
+            max_epochs=1,
+            limit=None,
+            progress=False,
+        )
+        run_search(config)
+    return TinyStudy(root=root, data=data, storage=storage, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def submitted(tiny_study):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PCAM_CACHE_DIR", str(tiny_study.root / "cache"))
+        return submit(tiny_study.config(tiny_study.root / "out"))
+
+
+def read_submission(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"id": str})
+
+
+def copy_of(data: Path, tmp_path: Path) -> Path:
+    """A copy with the same fingerprint (names, sizes and modification times are kept)."""
+    return Path(shutil.copytree(data, tmp_path / "copy"))
+
+
+def random_subset(count: int, seed: int = 0) -> Subset:
+    images = np.random.default_rng(seed).integers(0, 256, size=(count, 96, 96, 3), dtype=np.uint8)
+    return Subset(
+        images=images,
+        labels=np.arange(count) % 2,
+        indices=np.arange(count),
+        ids=np.array([f"p{i}" for i in range(count)]),
+    )
+
+
+# --- the happy path ---------------------------------------------------------------------------
+
+
+def test_submit_writes_a_valid_submission_in_sample_order(submitted, tiny_study):
+    table = read_submission(submitted.submission)
+    sample = read_submission(tiny_study.data / "sample_submission.csv")
+    assert list(table.columns) == ["id", "label"]
+    assert table["id"].tolist() == sample["id"].tolist()
+    assert sample["id"].tolist() != sorted(sample["id"]), "sample order is not file-name order"
+    assert table["id"].is_unique
+    assert table["label"].notna().all()
+    assert ((table["label"] > 0) & (table["label"] < 1)).all(), "probabilities, never hard 0/1"
+    assert table["label"].nunique() > 1
+    leftovers = sorted(p.name for p in submitted.submission.parent.iterdir())
+    assert leftovers == ["best", "submission.csv"]
+
+
+def test_model_json_records_the_trial_data_and_provenance(submitted, tiny_study):
+    study = tiny_study.study()
+    best = study.best_trial
+    metadata = json.loads((submitted.model_dir / "model.json").read_text())
+    assert metadata["trial"] == best.number
+    assert metadata["val_auc"] == pytest.approx(best.value)
+    assert metadata["params"] == params_from_values(best.params, max_epochs=1).to_dict()
+    assert metadata["epochs_trained"] == best.user_attrs["best_epoch"]
+    assert metadata["data_fingerprint"] == study.user_attrs["data_fingerprint"]
+    assert metadata["split_seed"] == 0
+    assert metadata["trained_on"] == "train+val"
+    assert metadata["train_patches"] == 80, "retrained on training and validation patches"
+    assert metadata["tta"] == "d8"
+    assert "keras" in metadata["package_versions"]
+    assert metadata["git_commit"]
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_export_reloads_to_identical_predictions(tmp_path):
+    model = build(TINY)
+    subset = random_subset(6)
+    before = predict(model, subset)
+    export(model, {"trial": 0}, tmp_path / "best")
+    loaded, metadata = load_exported(tmp_path / "best")
+    assert metadata == {"trial": 0}
+    np.testing.assert_array_equal(predict(loaded, subset), before)
+
+
+def test_predict_reproduces_the_submission_and_scores_it(submitted, tiny_study, tmp_path, capsys):
+    """search.predict reloads the exported file: same probabilities as submission.csv."""
+    labels_csv = tiny_study.data / "test_labels.csv"
+    argv = [str(submitted.model_dir), str(tiny_study.data), "--labels", str(labels_csv)]
+    assert predict_main([*argv, "--out", str(tmp_path / "again.csv")]) == 0
+    printed = capsys.readouterr().out
+    written = read_submission(submitted.submission)
+    again = read_submission(tmp_path / "again.csv")
+    assert again["id"].tolist() == written["id"].tolist()
+    np.testing.assert_allclose(again["label"], written["label"], rtol=1e-8)
+    auc = roc_auc(read_submission(labels_csv)["label"], written["label"])
+    assert f"ROC AUC   {auc:.4f}" in printed
+    assert "accuracy" in printed and "actual 1" in printed
+
+
+def test_ensemble_averages_the_top_two_trials(tiny_study, tmp_path):
+    outcome = submit(tiny_study.config(tmp_path / "out", ensemble=2, tta="none"))
+    ranked = sorted(tiny_study.study().trials, key=lambda t: t.value, reverse=True)
+    members = outcome.metadata["members"]
+    assert [m["trial"] for m in members] == [t.number for t in ranked]
+    assert outcome.metadata["ensemble"] == 2
+    table = read_submission(outcome.submission)
+    assert len(table) == 16 and table["label"].between(0, 1).all()
+
+    model, _ = load_exported(outcome.model_dir)
+    images = random_subset(4).images
+    each = [model.get_layer(f"trial_{m['trial']}").predict(images, verbose=0) for m in members]
+    np.testing.assert_allclose(model.predict(images, verbose=0), np.mean(each, axis=0), rtol=1e-6)
+
+
+# --- test-time augmentation -------------------------------------------------------------------
+
+
+def test_tta_is_the_mean_of_the_transformed_predictions():
+    model = build(ModelParams(blocks=1, filters=(4,), dense_units=4))
+    subset = random_subset(7)
+    by_hand = np.stack(
+        [
+            keras.ops.convert_to_numpy(model(dihedral_one(subset.images, t), training=False))
+            .astype(np.float64)
+            .reshape(-1)
+            for t in range(8)
+        ]
+    )
+    assert np.ptp(by_hand, axis=0).max() > 1e-4, "the views differ, so the mean means something"
+    np.testing.assert_allclose(
+        predict_tta(model, subset, batch_size=3), by_hand.mean(axis=0), rtol=1e-5
+    )
+    flips = by_hand[[0, 4, 6, 2]].mean(axis=0)
+    np.testing.assert_allclose(predict_tta(model, subset, mode="flips"), flips, rtol=1e-5)
+
+
+# --- which trials, which data -----------------------------------------------------------------
+
+
+def _study_with(values: list[float | None]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    for value in values:
+        state = optuna.trial.TrialState.COMPLETE if value is not None else None
+        trial = optuna.trial.create_trial(
+            value=value, state=state or optuna.trial.TrialState.PRUNED
+        )
+        study.add_trial(trial)
+    return study
+
+
+def test_choose_trials_ranks_complete_trials_best_first():
+    study = _study_with([0.7, None, 0.9, 0.8])
+    assert [t.number for t in choose_trials(study)] == [2]
+    assert [t.number for t in choose_trials(study, ensemble=3)] == [2, 3, 0]
+    assert [t.number for t in choose_trials(study, trial=0)] == [0]
+    with pytest.raises(DataError, match=r"trial 1 .* is PRUNED"):
+        choose_trials(study, trial=1)
+    with pytest.raises(DataError, match="only 3 complete"):
+        choose_trials(study, ensemble=4)
+
+
+def test_fit_subset_joins_train_and_validation_when_they_share_images():
+    shared = random_subset(10)
+    train = Subset(shared.images, shared.labels, np.arange(7), shared.ids[:7])
+    val = Subset(shared.images, shared.labels, np.arange(7, 10), shared.ids[7:])
+    data = TrainingData(Layout("kaggle", Path("."), ("train",)), train, val, "f", 0, 0.3, None)
+    joined, name = fit_subset(data, fit_on="train+val")
+    assert name == "train+val"
+    assert sorted(joined.indices.tolist()) == list(range(10))
+    assert joined.ids.tolist() == [*train.ids, *val.ids]
+    assert fit_subset(data, fit_on="train")[0] is train
+
+    separate_val = random_subset(3, seed=1)
+    hdf5 = TrainingData(
+        Layout("hdf5", Path("."), ("train",)), train, separate_val, "f", 0, 0.3, None
+    )
+    assert fit_subset(hdf5, fit_on="train+val") == (train, "train")
+
+
+# --- bad input: a clear message, exit status 2, nothing half-written --------------------------
+
+
+def test_cli_unknown_study_exits_2_without_traceback(tiny_study, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PCAM_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run(
+        [sys.executable, "-m", "search.submit", "--study", "nope", "--storage", tiny_study.storage,
+         "--out", str(out)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert "error: no study 'nope'" in run.stderr and "tiny" in run.stderr
+    assert not (out / "submission.csv").exists()
+
+
+def test_missing_database_is_refused_and_not_created(tmp_path):
+    with pytest.raises(DataError, match="no study database"):
+        submit(SubmitConfig(study="absent", out=str(tmp_path / "out"), progress=False))
+    assert not (tmp_path / "studies").exists()
+
+
+def test_unknown_trial_number(tiny_study, tmp_path):
+    with pytest.raises(DataError, match="has no trial 99"):
+        submit(tiny_study.config(tmp_path / "out", trial=99))
+
+
+def test_study_without_a_complete_trial(tiny_study, tmp_path):
+    storage = f"sqlite:///{tmp_path}/empty.db"
+    study = optuna.create_study(study_name="empty", storage=storage, direction="maximize")
+    for key, value in tiny_study.study().user_attrs.items():
+        study.set_user_attr(key, value)
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    config = SubmitConfig(study="empty", storage=storage, out=str(tmp_path / "out"))
+    with pytest.raises(DataError, match="no complete trial"):
+        submit(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_dir_without_model_json(tmp_path):
+    (tmp_path / "model").mkdir()
+    with pytest.raises(DataError, match=r"no model\.json"):
+        load_exported(tmp_path / "model")
+
+
+def test_changed_training_data_is_refused(tiny_study, tmp_path):
+    data = copy_of(tiny_study.data, tmp_path)
+    labels = data / "train_labels.csv"
+    labels.write_text(labels.read_text().replace(",1\n", ",0\n", 1))
+    with pytest.raises(DataError, match="not the data study 'tiny' was searched on"):
+        submit(tiny_study.config(tmp_path / "out", data=str(data)))
+    assert not (tmp_path / "out" / "submission.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"), [("empty", "holds no images"), ("one_missing", "disagree")]
+)
+def test_bad_test_folder_fails_before_training(tiny_study, tmp_path, monkeypatch, damage, message):
+    data = copy_of(tiny_study.data, tmp_path)
+    images = sorted((data / "test").iterdir())
+    for image in images if damage == "empty" else images[:1]:
+        image.unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a bad test folder must be refused before any training")
+
+    monkeypatch.setattr(submit_module, "retrain", no_training)
+    with pytest.raises(DataError, match=message):
+        submit(tiny_study.config(tmp_path / "out", data=str(data)))
+    assert not (tmp_path / "out" / "submission.csv").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_failure_after_training_leaves_the_previous_submission(tiny_study, tmp_path, monkeypatch):
+    """A model that predicts NaN: nothing is written, the earlier pair stays, no temp files."""
+    out = tmp_path / "out"
+    (out / "best").mkdir(parents=True)
+    (out / "submission.csv").write_text("id,label\nold,0.5\n")
+
+    def nan_model(trial, fit_data, *, max_epochs, seed, progress):
+        model = build(TINY)
+        model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+        record = {"trial": trial.number, "val_auc": trial.value, "params": {}, "epochs_trained": 1}
+        return model, record
+
+    monkeypatch.setattr(submit_module, "retrain", nan_model)
+    with pytest.raises(DataError, match="no valid probability"):
+        submit(tiny_study.config(out, tta="none"))
+    assert (out / "submission.csv").read_text() == "id,label\nold,0.5\n"
+    assert sorted(p.name for p in out.iterdir()) == ["best", "submission.csv"]
+    assert not any((out / "best").iterdir())
