@@ -12,7 +12,7 @@ from pcam.cache import CachedSplit, cache_folder, default_cache_root, load_or_bu
 from pcam.layouts import Layout, detect, open_split
 from pcam.split import Partition, balanced_subsample, partition
 
-SYNTHETIC_DEFAULT = {"train": 1250, "test": 250, "seed": 0}
+SYNTHETIC_DEFAULT = {"train": 1000, "test": 200, "seed": 0}
 
 
 @dataclass(frozen=True)

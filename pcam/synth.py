@@ -1,6 +1,6 @@
 """A synthetic PCam in the exact Kaggle layout: the embedded default data set.
 
-``python -m pcam.synth --out DIR --train 1250 --test 250`` writes ``train/<id>.tif``,
+``python -m pcam.synth --out DIR --train 1000 --test 200`` writes ``train/<id>.tif``,
 ``train_labels.csv``, ``test/<id>.tif``, ``sample_submission.csv`` — and, beyond Kaggle's
 layout, ``test_labels.csv`` with the hidden answers, for local scoring.
 
@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m pcam.synth", description="Write a synthetic PCam in the Kaggle layout."
     )
     parser.add_argument("--out", required=True, type=Path, help="new folder to write")
-    parser.add_argument("--train", type=int, default=1250, help="training patches (full: 220025)")
-    parser.add_argument("--test", type=int, default=250, help="test patches (full: 57458)")
+    parser.add_argument("--train", type=int, default=1000, help="training patches (full: 220025)")
+    parser.add_argument("--test", type=int, default=200, help="test patches (full: 57458)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--positive-fraction", type=float, default=0.4)
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
