@@ -28,7 +28,11 @@ class SearchConfig:
     limit: int | None = None
     val_fraction: float = 0.2
     max_params: int = 20_000_000
+    workers: int = 1
+    heartbeat: int = 60
+    worker_index: int = 0
     progress: bool = True
+    report: bool = True
 
     def __post_init__(self) -> None:
         from pcam.errors import DataError
@@ -41,6 +45,8 @@ class SearchConfig:
             (self.timeout is None or self.timeout > 0, "--timeout must be positive seconds"),
             (0 < self.val_fraction < 1, f"--val-fraction {self.val_fraction}: must be in (0, 1)"),
             (self.max_params > 0, "--max-params must be positive"),
+            (self.workers >= 1, f"--workers {self.workers}: must be at least 1"),
+            (self.heartbeat >= 1, f"--heartbeat {self.heartbeat}: must be at least 1 second"),
             (bool(self.study.strip()), "--study must not be empty"),
         ]
         for ok, message in checks:

@@ -6,6 +6,7 @@ import os
 import socket
 
 import optuna
+from optuna.trial import TrialState
 
 from pcam.data import TrainingData
 from pcam.model import count_params
@@ -17,6 +18,17 @@ class TrialFailed(Exception):
     """A trial that could not produce a value (diverged, out of memory); the study goes on."""
 
 
+def claims_a_slot(trial: optuna.Trial, target: int) -> bool:
+    """Whether this trial is among the first ``target`` non-failed trials of the study.
+
+    Workers check for a free slot before asking for a trial, but two may ask at once; the
+    later-numbered one then steps back, so the study ends with exactly ``target``.
+    """
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    earlier = trial.study.get_trials(deepcopy=False, states=states)
+    return sum(t.number < trial.number for t in earlier) < target
+
+
 def _is_out_of_memory(error: BaseException) -> bool:
     text = f"{type(error).__name__} {error}".lower()
     markers = ("out of memory", "resource_exhausted", "resourceexhausted", "memoryerror", "oom")
@@ -26,13 +38,25 @@ def _is_out_of_memory(error: BaseException) -> bool:
 class Objective:
     """Callable for ``study.optimize``; the data is loaded once and shared by every trial."""
 
-    def __init__(self, data: TrainingData, *, max_epochs: int, max_params: int, seed: int) -> None:
+    def __init__(
+        self,
+        data: TrainingData,
+        *,
+        max_epochs: int,
+        max_params: int,
+        seed: int,
+        target_trials: int | None = None,
+    ) -> None:
         self.data = data
+        self.target_trials = target_trials
         self.max_epochs = max_epochs
         self.max_params = max_params
         self.seed = seed
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if self.target_trials is not None and not claims_a_slot(trial, self.target_trials):
+            trial.set_user_attr("fail_reason", "surplus: other workers filled the study")
+            raise TrialFailed("surplus trial")
         params = suggest(trial, max_epochs=self.max_epochs)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         size = count_params(params)

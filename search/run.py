@@ -58,7 +58,21 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         default=defaults.max_params,
         help="prune models with more weights than this (default %(default)s)",
     )
+    add(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="worker processes on this machine sharing the study (default %(default)s)",
+    )
+    add(
+        "--heartbeat",
+        type=int,
+        default=defaults.heartbeat,
+        help="seconds between worker heartbeats; a trial silent for twice this is re-run",
+    )
+    add("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     add("--no-progress", action="store_true", help="no progress bars")
+    add("--no-report", action="store_true", help="do not write the HTML report at the end")
     args = parser.parse_args(argv)
     return SearchConfig(
         study=args.study,
@@ -73,7 +87,11 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         limit=args.limit,
         val_fraction=args.val_fraction,
         max_params=args.max_params,
+        workers=args.workers,
+        heartbeat=args.heartbeat,
+        worker_index=args.worker_index,
         progress=not args.no_progress,
+        report=not args.no_report,
     )
 
 

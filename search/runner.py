@@ -17,7 +17,7 @@ from tqdm import tqdm
 from pcam.data import TrainingData, default_data_dir, load_training_data
 from search.config import SearchConfig
 from search.objective import Objective, TrialFailed
-from search.study import FINISHED, finished_trials, open_study
+from search.study import finished_trials, open_study
 
 
 @dataclass(frozen=True)
@@ -56,49 +56,93 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def run_search(config: SearchConfig) -> SearchOutcome:
     """Run trials until the study holds ``config.trials`` finished (complete or pruned) ones.
 
-    Failed trials do not count towards ``--trials``: a search that hits an error still ends
-    with the asked number of usable trials (or at ``--timeout``).
+    Failed trials do not count towards ``--trials``: a search that hits an error, or loses a
+    worker, still ends with the asked number of usable trials (or at ``--timeout``). With
+    ``--workers N`` the study is prepared here and N worker processes share it.
     """
     # Our own line per trial reports failures; Optuna would add a traceback for each.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     data = load_data(config)
-    log(f"data: {data.describe()}")
+    if config.worker_index == 0:
+        log(f"data: {data.describe()}")
     study, resumed = open_study(config, data)
     already = finished_trials(study)
-    remaining = config.trials - already
-    if remaining <= 0:
+    if already >= config.trials:
         log(f"study {config.study!r} already has {already} finished trials; raise --trials to add")
         return SearchOutcome(study, resumed, 0)
+    started_with = len(study.trials)
+    if config.workers > 1:
+        from search.workers import supervise_workers
+
+        supervise_workers(config, study)
+    else:
+        _optimize(config, data, study)
+    return SearchOutcome(study, resumed, len(study.trials) - started_with)
+
+
+def _optimize(config: SearchConfig, data: TrainingData, study: optuna.Study) -> None:
+    """This process's trials, one at a time, while the study has free slots."""
     objective = Objective(
-        data, max_epochs=config.max_epochs, max_params=config.max_params, seed=config.seed
+        data,
+        max_epochs=config.max_epochs,
+        max_params=config.max_params,
+        seed=config.seed,
+        target_trials=config.trials,
     )
     bar = tqdm(
         total=config.trials,
-        initial=already,
+        initial=finished_trials(study),
         desc=f"study {config.study}",
         unit="trial",
         disable=not config.progress,
         file=sys.stderr,
     )
-    started_with = len(study.trials)
 
     def on_trial_end(study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get("fail_reason", "").startswith("surplus"):
+            return
         tqdm.write(describe_trial(trial), file=sys.stderr)
-        if trial.state in FINISHED:
-            bar.update(1)
-        if finished_trials(study) >= config.trials:
-            study.stop()
+        bar.n = finished_trials(study)
+        bar.refresh()
 
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
     with bar, _sigterm_as_interrupt():
-        study.optimize(
-            objective,
-            n_trials=None,
-            timeout=config.timeout,
-            callbacks=[on_trial_end],
-            catch=(TrialFailed,),
-            gc_after_trial=True,
-        )
-    return SearchOutcome(study, resumed, len(study.trials) - started_with)
+        while _wait_for_slot(study, config, deadline):
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            study.optimize(
+                objective,
+                n_trials=1,
+                timeout=remaining,
+                callbacks=[on_trial_end],
+                catch=(TrialFailed,),
+                gc_after_trial=True,
+            )
+
+
+def _wait_for_slot(study: optuna.Study, config: SearchConfig, deadline: float | None) -> bool:
+    """True when a new trial may start; False when the study is full or time is up.
+
+    Trials RUNNING in other workers hold their slots; a dead worker's trial is failed once
+    its heartbeat is ``2 × --heartbeat`` seconds old, which frees the slot (and Optuna
+    enqueues a retry of it).
+    """
+    told = False
+    while deadline is None or time.monotonic() < deadline:
+        optuna.storages.fail_stale_trials(study)
+        finished = finished_trials(study)
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if finished >= config.trials:
+            return False
+        if finished + running < config.trials:
+            return True
+        if not told:
+            log(
+                f"worker {config.worker_index}: {running} trial(s) still running fill the study; "
+                "waiting for them (a dead worker's trial is re-run after its heartbeat expires)"
+            )
+            told = True
+        time.sleep(min(5.0, config.heartbeat / 2))
+    return False
 
 
 def describe_trial(trial: FrozenTrial) -> str:

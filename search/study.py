@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import sys
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -48,6 +51,38 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     )
 
 
+def make_storage(url: str, *, heartbeat: int) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats: a trial whose worker died is failed and re-run.
+
+    A worker that stops sending heartbeats for ``2 × heartbeat`` seconds has its trial
+    marked FAIL by the next worker that checks, and a copy of it is enqueued (up to 3 times).
+    SQLite gets a 60 s lock timeout and write-ahead logging, so that a few local workers
+    wait for each other instead of failing with "database is locked".
+    """
+    sqlite = url.startswith("sqlite")
+    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
+    if sqlite:
+        _enable_wal(url)
+    return optuna.storages.RDBStorage(
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=heartbeat,
+        grace_period=2 * heartbeat,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=3, inherit_intermediate_values=False
+        ),
+    )
+
+
+def _enable_wal(url: str) -> None:
+    path = url.removeprefix("sqlite:///")
+    if path in ("", ":memory:"):
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
 def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -58,19 +93,18 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
     A resumed study must have been made with the same data and study-defining settings:
     mixing trials scored on different data would make its best value meaningless.
     """
-    storage = config.storage_url
-    if storage.startswith("sqlite:///"):
-        config.output_dir.parent.mkdir(parents=True, exist_ok=True)
+    url = config.storage_url
     try:
+        storage = make_storage(url, heartbeat=config.heartbeat)
         existing = config.study in optuna.get_all_study_names(storage=storage)
     except Exception as error:  # a bad URL, an unreachable server, a missing driver
-        raise DataError(f"--storage {storage}: cannot open it ({error})") from None
+        raise DataError(f"--storage {url}: cannot open it ({error})") from None
     if existing:
         study = optuna.load_study(study_name=config.study, storage=storage)
         _check_resume(study, config, data)
     # Resumed runs re-seed the sampler with the trial count, so they do not replay the
-    # random draws of the first run.
-    seed = config.seed + (finished_trials(study) if existing else 0)
+    # random draws of the first run; each worker of a parallel search has its own stream.
+    seed = config.seed + 1000 * config.worker_index + (finished_trials(study) if existing else 0)
     study = optuna.create_study(
         study_name=config.study,
         storage=storage,
@@ -79,7 +113,8 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
         pruner=make_pruner(config.pruner, config.max_epochs),
         load_if_exists=True,
     )
-    if not existing:
+    already_seeded = any(t.user_attrs.get("role") == "seed_baseline" for t in study.trials)
+    if not existing and not already_seeded:  # (another machine may have just created it)
         for key, value in _provenance(config, data).items():
             study.set_user_attr(key, value)
         study.enqueue_trial(
@@ -106,6 +141,16 @@ def _provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]:
 
 
 def _check_resume(study: optuna.Study, config: SearchConfig, data: TrainingData) -> None:
+    if config.worker_index:
+        return _check_settings(study, config, data)
+    _check_settings(study, config, data)
+    print(
+        f"resuming study {config.study!r}: {finished_trials(study)} finished trial(s) so far",
+        file=sys.stderr,
+    )
+
+
+def _check_settings(study: optuna.Study, config: SearchConfig, data: TrainingData) -> None:
     attrs = study.user_attrs
     differences = []
     if attrs.get("data_fingerprint") not in (None, data.fingerprint):
@@ -123,7 +168,3 @@ def _check_resume(study: optuna.Study, config: SearchConfig, data: TrainingData)
             f"{'; '.join(differences)}. Run with the original settings to resume it, or pick a "
             "new --study name"
         )
-    print(
-        f"resuming study {config.study!r}: {finished_trials(study)} finished trial(s) so far",
-        file=sys.stderr,
-    )

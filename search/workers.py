@@ -1,0 +1,89 @@
+"""``--workers N``: N worker processes on this machine share one study.
+
+The parent has already built the data cache and created the study (a brand-new SQLite file
+must not be created by several processes at once); each worker is ``python -m search.run``
+with the same settings and ``--workers 1``, so it is exactly what a user starts by hand on
+another machine. The parent shows the study's progress, forwards Ctrl-C and SIGTERM, and
+waits for every worker to finish its trial.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+from tqdm import tqdm
+
+from search.config import SearchConfig
+from search.study import finished_trials
+
+
+def worker_argv(config: SearchConfig, index: int) -> list[str]:
+    """The command line of worker ``index``: this search's settings, one process."""
+    argv = [
+        sys.executable, "-m", "search.run",
+        "--study", config.study,
+        "--storage", config.storage_url,
+        "--trials", str(config.trials),
+        "--sampler", config.sampler,
+        "--pruner", config.pruner,
+        "--seed", str(config.seed),
+        "--max-epochs", str(config.max_epochs),
+        "--val-fraction", str(config.val_fraction),
+        "--max-params", str(config.max_params),
+        "--heartbeat", str(config.heartbeat),
+        "--workers", "1",
+        "--worker-index", str(index),
+        "--no-progress",
+        "--no-report",
+    ]  # fmt: skip
+    if config.data:
+        argv += ["--data", config.data]
+    if config.limit is not None:
+        argv += ["--limit", str(config.limit)]
+    if config.timeout is not None:
+        argv += ["--timeout", str(config.timeout)]
+    return argv
+
+
+def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
+    """Start the workers, show progress until they all exit; Ctrl-C stops them cleanly."""
+    workers = [
+        subprocess.Popen(worker_argv(config, index), stdout=subprocess.DEVNULL)
+        for index in range(1, config.workers + 1)
+    ]
+    print(f"started {len(workers)} workers: pids {[w.pid for w in workers]}", file=sys.stderr)
+    bar = tqdm(
+        total=config.trials,
+        initial=finished_trials(study),
+        desc=f"study {config.study} ({len(workers)} workers)",
+        unit="trial",
+        disable=not config.progress,
+        file=sys.stderr,
+    )
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with bar:
+            while any(worker.poll() is None for worker in workers):
+                time.sleep(1.0)
+                bar.n = finished_trials(study)
+                bar.refresh()
+    except KeyboardInterrupt:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGINT)
+        for worker in workers:
+            worker.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    failed = [w.pid for w in workers if w.returncode not in (0, None)]
+    if failed:
+        print(f"workers {failed} ended with an error (see their output above)", file=sys.stderr)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
