@@ -115,6 +115,7 @@ def train(
         shuffle=True,
         augment=Augment(d8=params.d8, hed_jitter=params.hed_jitter),
         seed=seed,
+        workers=2,  # a second thread prepares the next batch while the model trains
     )
     watcher = _ValidationAUC(val_data, on_epoch)
     started = time.perf_counter()

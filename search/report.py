@@ -44,6 +44,21 @@ COLOURS = {
     "running": "#9467bd",
     "failed": "#54585a",
 }
+PRUNING_EXPLAINED = (
+    "<p class='explain'>Pruning estimate: for every pruned trial, the epochs it was set to run "
+    "(its <code>epochs</code> parameter) minus the epochs it ran, times its own measured seconds "
+    "per epoch (training and validation). It assumes the skipped epochs would have cost what the "
+    "run ones did, and ignores that the search spent the time saved on other trials.</p>"
+)
+# Section titles, in page order.
+HISTORY = "Optimization history"
+CURVES = "Learning curves"
+TOP = f"Top {TOP_TRIALS} trials"
+IMPORTANCES = "Hyperparameter importances"
+PARALLEL = "Parallel coordinates"
+SLICES = "Slice plots"
+TIMELINE = "Timeline"
+FAILED = "Failed trials"
 STATE_NAMES = {
     TrialState.COMPLETE: "complete",
     TrialState.PRUNED: "pruned",
@@ -172,22 +187,34 @@ def _format_weights(count: Any) -> str:
     return f"{count / 1e6:.2f} M" if count >= 1e6 else f"{count / 1e3:.0f} k"
 
 
-def _style(fig: go.Figure, *, title: str, x: str, y: str, height: int = 420) -> go.Figure:
+def _style(
+    fig: go.Figure, *, title: str, x: str | None, y: str | None, height: int = 420
+) -> go.Figure:
+    """One look for every figure; ``None`` keeps the axis titles the figure has."""
     fig.update_layout(
         template=TEMPLATE,
-        title={"text": title, "x": 0.01, "xanchor": "left"},
+        title={
+            "text": title,
+            "x": 0.01,
+            "xanchor": "left",
+            "y": 0.98,
+            "yanchor": "top",
+            "yref": "container",
+        },
         height=height,
         margin={"l": 70, "r": 30, "t": 60, "b": 60},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
     )
-    fig.update_xaxes(title_text=x)
-    fig.update_yaxes(title_text=y)
+    if x is not None:
+        fig.update_xaxes(title_text=x)
+    if y is not None:
+        fig.update_yaxes(title_text=y)
     return fig
 
 
 def history_section(facts: StudyFacts) -> Section:
     """Every finished trial's value in order, the best so far, the seed baseline marked."""
-    title = "Optimization history"
+    title = HISTORY
     if not facts.complete:
         return Section(title, note=_no_complete_note(facts))
     fig = optuna.visualization.plot_optimization_history(facts.study, target_name=METRIC)
@@ -249,14 +276,15 @@ def history_section(facts: StudyFacts) -> Section:
 
 def learning_curves_section(facts: StudyFacts) -> Section:
     """Validation AUC per epoch of every trial; pruned trials dashed and ending in an ×."""
-    title = "Learning curves"
+    title = CURVES
     curves = [t for t in facts.trials if t.intermediate_values]
     if not curves:
         return Section(title, note="No trial has reported a validation AUC for an epoch yet.")
     best = facts.best
     fig = go.Figure()
     shown: set[str] = set()
-    for trial in sorted(curves, key=lambda t: (t == best or is_baseline(t), t.number)):
+    on_top = {t.number for t in (best, facts.baseline) if t is not None}
+    for trial in sorted(curves, key=lambda t: (t.number in on_top, t.number)):
         steps = sorted(trial.intermediate_values)
         epochs = [step + 1 for step in steps]
         values = [trial.intermediate_values[step] for step in steps]
@@ -281,7 +309,7 @@ def learning_curves_section(facts: StudyFacts) -> Section:
                     "size": [4] * (len(values) - 1) + [9 if end_symbol == "x" else 6],
                     "color": [colour] * (len(values) - 1) + [end_colour],
                 },
-                hovertemplate=f"trial {trial.number} ({trial.state.name.lower()})"
+                hovertemplate=f"trial {trial.number} ({STATE_NAMES.get(trial.state, '?')})"
                 "<br>epoch %{x}: AUC %{y:.4f}<extra></extra>",
             )
         )
@@ -319,11 +347,9 @@ def _evaluator() -> optuna.importance.BaseImportanceEvaluator:
 def importances(facts: StudyFacts) -> tuple[dict[str, float], str]:
     """Importances over complete trials, or ({}, why there are none)."""
     if len(facts.complete) < 2:
-        return {}, (
-            f"Importances need at least 2 complete trials; this study has {len(facts.complete)}."
-        )
+        return {}, (f"Drawn from 2 or more complete trials; this study has {len(facts.complete)}.")
     if len({t.value for t in facts.complete}) < 2:
-        return {}, "Every complete trial scored the same: no parameter explains any difference."
+        return {}, "Every complete trial scored the same: no parameter can be ranked."
     try:
         found = optuna.importance.get_param_importances(facts.study, evaluator=_evaluator())
     except (RuntimeError, ValueError) as error:
@@ -334,7 +360,7 @@ def importances(facts: StudyFacts) -> tuple[dict[str, float], str]:
 
 
 def importance_section(facts: StudyFacts, found: dict[str, float], why_not: str) -> Section:
-    title = "Hyperparameter importances"
+    title = IMPORTANCES
     if not found:
         return Section(title, note=why_not)
     fig = optuna.visualization.plot_param_importances(
@@ -360,7 +386,7 @@ def importance_section(facts: StudyFacts, found: dict[str, float], why_not: str)
 
 
 def parallel_section(facts: StudyFacts, found: dict[str, float], why_not: str) -> Section:
-    title = "Parallel coordinates"
+    title = PARALLEL
     if not found:
         return Section(title, note=why_not)
     params = list(found)[:PARALLEL_PARAMS]
@@ -370,11 +396,11 @@ def parallel_section(facts: StudyFacts, found: dict[str, float], why_not: str) -
     _style(
         fig,
         title=f"Validation AUC and the {len(params)} most important parameters",
-        x="",
-        y="",
-        height=460,
+        x=None,
+        y=None,
+        height=440,
     )
-    fig.update_layout(margin={"l": 80, "r": 80, "t": 100, "b": 40})
+    fig.update_layout(margin={"l": 80, "r": 80, "t": 70, "b": 40})
     return Section(
         title,
         fig,
@@ -384,18 +410,20 @@ def parallel_section(facts: StudyFacts, found: dict[str, float], why_not: str) -
 
 
 def slice_section(facts: StudyFacts, found: dict[str, float], why_not: str) -> Section:
-    title = "Slice plots"
+    title = SLICES
     if not found:
         return Section(title, note=why_not)
     params = list(found)[:SLICE_PARAMS]
     fig = optuna.visualization.plot_slice(facts.study, params=params, target_name=METRIC)
-    fig.update_layout(
-        template=TEMPLATE,
-        title={"text": "Validation AUC against the most important parameters", "x": 0.01},
+    _style(
+        fig,
+        title="Validation AUC against the most important parameters",
+        x=None,
+        y=None,
         height=400,
-        margin={"l": 70, "r": 30, "t": 70, "b": 60},
     )
-    fig.update_yaxes(title_text="", selector={"anchor": "x2"})
+    fig.update_layout(width=None)  # Optuna fixes 300 px per parameter; fit the page instead
+    fig.update_yaxes(title_text=METRIC, selector={"anchor": "x"})
     return Section(
         title,
         fig,
@@ -405,7 +433,7 @@ def slice_section(facts: StudyFacts, found: dict[str, float], why_not: str) -> S
 
 def timeline_section(facts: StudyFacts, now: datetime.datetime) -> Section:
     """What ran when, and in which worker process."""
-    title = "Timeline"
+    title = TIMELINE
     started = [t for t in facts.trials if t.datetime_start is not None]
     if not started:
         return Section(title, note="No trial has started yet.")
@@ -416,7 +444,10 @@ def timeline_section(facts: StudyFacts, now: datetime.datetime) -> Section:
             worker_order.append(worker)
     fig = go.Figure()
     for state, colour in STATE_COLOURS.items():
-        trials = [t for t in started if t.state == state]
+        # The baseline last: a legend entry takes the look of its trace's first bar.
+        trials = sorted(
+            (t for t in started if t.state == state), key=lambda t: (is_baseline(t), t.number)
+        )
         if not trials:
             continue
         ends = [t.datetime_complete or now for t in trials]
@@ -441,6 +472,7 @@ def timeline_section(facts: StudyFacts, now: datetime.datetime) -> Section:
                 },
                 text=[f"#{t.number}" for t in trials],
                 textposition="inside",
+                textangle=0,
                 insidetextanchor="middle",
                 customdata=[
                     [t.number, _format_seconds((end - t.datetime_start).total_seconds())]
@@ -475,7 +507,7 @@ def _worker(trial: FrozenTrial) -> str:
 
 def top_trials_section(facts: StudyFacts) -> Section:
     """The best complete trials side by side (one column each), the seed baseline among them."""
-    title = f"Top {TOP_TRIALS} trials"
+    title = TOP
     if not facts.complete:
         return Section(title, note=_no_complete_note(facts))
     columns = facts.complete[:TOP_TRIALS]
@@ -552,7 +584,7 @@ def failed_section(facts: StudyFacts) -> Section | None:
         "<div class='table-wrap'><table><thead><tr><th>trial</th><th class='text'>worker</th>"
         f"<th class='text'>reason</th></tr></thead><tbody>{rows}</tbody></table></div>"
     )
-    return Section(f"Failed trials ({len(facts.failed)})", body=table)
+    return Section(f"{FAILED} ({len(facts.failed)})", body=table)
 
 
 def _no_complete_note(facts: StudyFacts) -> str:
@@ -581,7 +613,7 @@ def headline(facts: StudyFacts, now: datetime.datetime) -> str:
     items = []
     best, baseline = facts.best, facts.baseline
     if best is None:
-        items.append(("best " + METRIC, _no_complete_note(facts)))
+        items.append((f"best {METRIC}", "none yet: no trial has completed"))
     else:
         items.append((f"best {METRIC}", f"<b>{best.value:.4f}</b> (trial {best.number})"))
     if baseline is not None and baseline.state == TrialState.COMPLETE:
@@ -618,13 +650,7 @@ def headline(facts: StudyFacts, now: datetime.datetime) -> str:
             )
     items.append(("pruning saved", saved_text))
     rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in items)
-    explain = (
-        "<p class='explain'>Pruning estimate: for every pruned trial, the epochs it was set to "
-        "run (its <code>epochs</code> parameter) minus the epochs it ran, times its own measured "
-        "seconds per epoch (training and validation). It assumes the skipped epochs would have "
-        "cost what the run ones did, and ignores that the search spent the time saved on other "
-        "trials.</p>"
-    )
+    explain = PRUNING_EXPLAINED if facts.pruned else ""
     notes = ""
     if facts.running:
         notes = (
@@ -658,18 +684,27 @@ def about(study: optuna.Study) -> str:
 
 
 def sections(facts: StudyFacts, now: datetime.datetime) -> list[Section]:
+    """Every section in page order; one that fails to draw becomes a note, not a lost report."""
     found, why_not = importances(facts)
-    builders: list[Callable[[], Section | None]] = [
-        lambda: history_section(facts),
-        lambda: learning_curves_section(facts),
-        lambda: top_trials_section(facts),
-        lambda: importance_section(facts, found, why_not),
-        lambda: parallel_section(facts, found, why_not),
-        lambda: slice_section(facts, found, why_not),
-        lambda: timeline_section(facts, now),
-        lambda: failed_section(facts),
+    builders: list[tuple[str, Callable[[], Section | None]]] = [
+        (HISTORY, lambda: history_section(facts)),
+        (CURVES, lambda: learning_curves_section(facts)),
+        (TOP, lambda: top_trials_section(facts)),
+        (IMPORTANCES, lambda: importance_section(facts, found, why_not)),
+        (PARALLEL, lambda: parallel_section(facts, found, why_not)),
+        (SLICES, lambda: slice_section(facts, found, why_not)),
+        (TIMELINE, lambda: timeline_section(facts, now)),
+        (FAILED, lambda: failed_section(facts)),
     ]
-    return [section for build in builders if (section := build()) is not None]
+    drawn = []
+    for title, build in builders:
+        try:
+            section = build()
+        except Exception as error:  # a corner case of Optuna or plotly must not cost the page
+            section = Section(title, note=f"Not drawn: {type(error).__name__}: {error}")
+        if section is not None:
+            drawn.append(section)
+    return drawn
 
 
 def plot_id_of(title: str) -> str:

@@ -71,13 +71,29 @@ def run_search(config: SearchConfig) -> SearchOutcome:
         log(f"study {config.study!r} already has {already} finished trials; raise --trials to add")
         return SearchOutcome(study, resumed, 0)
     started_with = len(study.trials)
-    if config.workers > 1:
-        from search.workers import supervise_workers
+    try:
+        if config.workers > 1:
+            from search.workers import supervise_workers
 
-        supervise_workers(config, study)
-    else:
-        _optimize(config, data, study)
+            supervise_workers(config, study)
+        else:
+            _optimize(config, data, study)
+    finally:  # an interrupted search gets its report too
+        if config.report and config.worker_index == 0:
+            _write_report(study, config)
     return SearchOutcome(study, resumed, len(study.trials) - started_with)
+
+
+def _write_report(study: optuna.Study, config: SearchConfig) -> None:
+    from search.report import write_report
+
+    try:
+        log(f"report: {write_report(study, config.output_dir / 'report.html')}")
+    except Exception as error:  # the trials are stored; a report problem must not fail the search
+        log(
+            f"report not written ({type(error).__name__}: {error}); "
+            f"run python -m search.report --study {config.study}"
+        )
 
 
 def _optimize(config: SearchConfig, data: TrainingData, study: optuna.Study) -> None:
@@ -193,6 +209,8 @@ def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
         )
     storage = config.storage_url
     lines.append(f"live view:  optuna-dashboard {storage}")
+    if config.report:
+        lines.append(f"report:     {config.output_dir / 'report.html'}")
     lines.append(
         f"submit:     python -m search.submit --study {config.study}"
         + (f" --storage {config.storage}" if config.storage else "")

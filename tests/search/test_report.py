@@ -20,6 +20,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 from PIL import Image
 
+from pcam.errors import DataError
 from search import report
 from search.report import pruning_savings, write_report
 from search.space import seed_baseline_values, suggest
@@ -73,7 +74,7 @@ def add_trial(
     """One trial as the harness records it: curve per 0-based epoch, the user attrs it sets."""
     params, distributions = draw or sampled_params(seed, values)
     attrs = {"worker": worker, "params_count": 100_000 + 7_919 * seed} | user_attrs
-    if curve:
+    if curve and state != TrialState.FAIL:  # set by the harness once training returns
         attrs |= {
             "epochs_run": len(curve),
             "best_epoch": int(np.argmax(curve)) + 1,
@@ -158,10 +159,11 @@ def full_db(tmp_path_factory) -> Path:
     return folder / "fake.db"
 
 
-def copy_of(full_db: Path, folder: Path, name: str = "fake") -> optuna.Study:
+def copy_of(full_db: Path, folder: Path) -> optuna.Study:
+    """A private copy of the full study, for a test that adds trials to it."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(full_db, folder / f"{name}.db")
-    return optuna.load_study(study_name="fake", storage=f"sqlite:///{folder / f'{name}.db'}")
+    shutil.copy(full_db, folder / "fake.db")
+    return optuna.load_study(study_name="fake", storage=f"sqlite:///{folder / 'fake.db'}")
 
 
 @pytest.fixture(scope="module")
@@ -226,18 +228,22 @@ def test_history_marks_the_baseline_and_curves_show_pruning(full_report):
 
 def test_pruning_savings_counts_the_epochs_not_run(tmp_path):
     study = new_study(tmp_path)
-    add_trial(study, seed=1, curve=[0.7, 0.8, 0.85, 0.86])
-    add_trial(study, seed=2, curve=[0.6], state=TrialState.PRUNED, seconds_per_epoch=2.5)
-    add_trial(study, seed=3, curve=[0.6, 0.62], state=TrialState.PRUNED, seconds_per_epoch=10)
-    add_trial(study, seed=4, curve=[], state=TrialState.PRUNED)  # over --max-params
-    planned = [t.params["epochs"] for t in study.trials[1:3]]  # each trial's own epoch budget
-    expected = (planned[0] - 1) * 2.5 + (planned[1] - 2) * 10
+    baseline = seed_baseline_values(max_epochs=MAX_EPOCHS)
+
+    def planned(epochs: int) -> dict:
+        return baseline | {"epochs": epochs}  # the trial's own epoch budget
+
+    add_trial(study, seed=1, curve=[0.7, 0.8, 0.85, 0.86], values=planned(4))
+    pruned = {"state": TrialState.PRUNED}
+    add_trial(study, seed=2, curve=[0.6], values=planned(4), seconds_per_epoch=2.5, **pruned)
+    add_trial(study, seed=3, curve=[0.6, 0.62], values=planned(3), seconds_per_epoch=10, **pruned)
+    add_trial(study, seed=4, curve=[], values=planned(4), **pruned)  # over --max-params
     saved = pruning_savings(study.trials, max_epochs=MAX_EPOCHS)
-    assert saved.seconds == pytest.approx(expected)
-    assert saved.epochs == planned[0] - 1 + planned[1] - 2
+    assert saved.seconds == pytest.approx(3 * 2.5 + 1 * 10)
+    assert saved.epochs == 4
     assert (saved.estimated_trials, saved.unmeasured_trials) == (2, 1)
     page = render(study, tmp_path)[1]
-    assert f"{saved.epochs} epochs that 2 pruned trials did not run" in page
+    assert "≈ 18 s: 4 epochs that 2 pruned trials did not run" in page
     assert "Pruning estimate:" in page
 
 
@@ -261,7 +267,7 @@ def test_study_of_only_failed_trials_lists_them(tmp_path):
     page = render(study, tmp_path)[1]
     assert "No trial has completed yet (0 complete, 0 pruned, 2 failed)." in page
     assert "out of memory: trial 1" in page
-    assert "Importances need at least 2 complete trials" in page
+    assert "Drawn from 2 or more complete trials; this study has 0." in page
     assert set(figures_of(page)) == {"Learning curves", "Timeline"}
 
 
@@ -274,7 +280,7 @@ def test_running_study_is_a_snapshot_with_the_running_trial(tmp_path):
     running.report(0.66, step=0)
     page = render(study, tmp_path)[1]
     assert "1 trial(s) still running" in page and "1 running" in page
-    assert "Importances need at least 2 complete trials; this study has 1." in page
+    assert "Drawn from 2 or more complete trials; this study has 1." in page
     figures = figures_of(page)
     curves = figures["Learning curves"]["data"]
     assert any(t["legendgroup"] == "running" and t["y"] == [0.66] for t in curves)
@@ -288,6 +294,21 @@ def test_equal_values_do_not_crash_importances(tmp_path):
         add_trial(study, seed=seed, curve=[0.75])
     page = render(study, tmp_path)[1]
     assert "Every complete trial scored the same" in page
+    assert "Pruning estimate:" not in page  # explained only where something was pruned
+
+
+def test_a_section_that_fails_to_draw_becomes_a_note(tmp_path, monkeypatch):
+    study = new_study(tmp_path)
+    for seed in range(3):
+        add_trial(study, seed=seed, curve=[0.6 + 0.1 * seed])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("an Optuna corner case")
+
+    monkeypatch.setattr(report, "slice_section", broken)
+    page = render(study, tmp_path)[1]
+    assert "Not drawn: RuntimeError: an Optuna corner case" in page
+    assert set(figures_of(page)) == PLOT_TITLES - {"Slice plots"}
 
 
 def test_write_report_replaces_atomically_and_keeps_the_old_page_on_error(tmp_path, monkeypatch):
@@ -309,29 +330,28 @@ def test_write_report_replaces_atomically_and_keeps_the_old_page_on_error(tmp_pa
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
 
 
-def report_cli(*args: str) -> subprocess.CompletedProcess:
-    repo = Path(__file__).resolve().parents[2]
-    return subprocess.run(
-        [sys.executable, "-m", "search.report", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ | {"PYTHONPATH": str(repo)},
-    )
-
-
 def test_cli_writes_the_default_path_and_rejects_an_unknown_study(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     study = new_study(tmp_path / "studies", "demo")  # where search.run puts study "demo"
     add_trial(study, seed=0, curve=[0.7, 0.8])
     assert report.main(["--study", "demo"]) == 0
     assert (tmp_path / "studies" / "demo" / "report.html").is_file()
-    missing = report_cli("--study", "nope")
-    assert missing.returncode == 2
-    assert "error: --storage sqlite:///studies/nope.db: no such file" in missing.stderr
-    wrong = report_cli("--study", "nope", "--storage", "sqlite:///studies/demo.db")
+    assert report.main(["--study", "demo", "--out", "elsewhere/r.html"]) == 0
+    assert (tmp_path / "elsewhere" / "r.html").is_file()
+    with pytest.raises(DataError, match=r"sqlite:///studies/nope.db: no such file"):
+        report.main(["--study", "nope"])
+    assert not (tmp_path / "studies" / "nope.db").exists()  # looking created nothing
+    command = ["-m", "search.report", "--study", "nope", "--storage", "sqlite:///studies/demo.db"]
+    wrong = subprocess.run(
+        [sys.executable, *command],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
     assert wrong.returncode == 2
-    assert "error: no study 'nope' in sqlite:///studies/demo.db; it holds demo" in wrong.stderr
-    assert "Traceback" not in wrong.stderr
+    assert wrong.stderr.strip().splitlines()[-1] == (
+        "error: no study 'nope' in sqlite:///studies/demo.db; it holds demo"
+    )
 
 
 # --- a study written by the real search ---------------------------------------------------
