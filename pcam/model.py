@@ -87,8 +87,12 @@ class ModelParams:
 SEED_BASELINE = ModelParams()
 
 
-def build(params: ModelParams) -> keras.Model:
-    """Build and compile the model for ``params``; it takes whole 96×96 uint8 patches."""
+def build(params: ModelParams, *, jit_compile: bool | str = "auto") -> keras.Model:
+    """Build and compile the model for ``params``; it takes whole 96×96 uint8 patches.
+
+    Layers follow the global dtype policy (``pcam.runtime.Runtime.apply``); the output stays
+    float32.
+    """
     inputs = keras.Input(shape=PATCH_SHAPE, name="patch")
     x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
     if params.crop < PATCH_SHAPE[0]:
@@ -120,6 +124,7 @@ def build(params: ModelParams) -> keras.Model:
         optimizer=_optimizer(params),
         loss="binary_crossentropy",
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
     )
     return model
 

@@ -20,6 +20,7 @@ from pcam.data import Subset
 from pcam.feed import PatchFeed
 from pcam.metrics import binary_cross_entropy, roc_auc
 from pcam.model import ModelParams, build
+from pcam.runtime import CPU_DEFAULT, Runtime
 
 VAL_AUC = "val_auc"  # the key every pruner and report reads; a test checks it is in the history
 PREDICT_BATCH = 256
@@ -42,6 +43,8 @@ class TrainResult:
     train_seconds: float
     images_per_second: float
     seconds_per_epoch: float
+    build_seconds: float
+    first_epoch_seconds: float
     val_auc: list[float] = field(default_factory=list)
 
     @property
@@ -63,9 +66,10 @@ def predict(model: keras.Model, subset: Subset, *, batch_size: int = PREDICT_BAT
 class _ValidationAUC(keras.callbacks.Callback):
     """Adds exact ``val_auc`` and ``val_loss`` to the epoch logs, then asks ``on_epoch``."""
 
-    def __init__(self, val: Subset | None, on_epoch: EpochHook | None) -> None:
+    def __init__(self, val: Subset | None, on_epoch: EpochHook | None, batch_size: int) -> None:
         super().__init__()
         self.val = val
+        self.batch_size = batch_size
         self.on_epoch = on_epoch
         self.stopped_early = False
         self.val_auc: list[float] = []
@@ -85,7 +89,7 @@ class _ValidationAUC(keras.callbacks.Callback):
         if self.val is None:
             return
         started = time.perf_counter()
-        probabilities = predict(self.model, self.val)
+        probabilities = predict(self.model, self.val, batch_size=self.batch_size)
         self.val_seconds += time.perf_counter() - started
         auc = roc_auc(self.val.y, probabilities)
         logs[VAL_AUC] = auc
@@ -104,11 +108,15 @@ def train(
     seed: int,
     epochs: int | None = None,
     on_epoch: EpochHook | None = None,
+    runtime: Runtime = CPU_DEFAULT,
     verbose: int = 0,
 ) -> TrainResult:
     """Build ``params``' model and fit it; ``val_data=None`` trains blind (final retrain)."""
     keras.utils.set_random_seed(seed)
-    model = build(params)
+    runtime.apply()
+    build_started = time.perf_counter()
+    model = build(params, jit_compile=runtime.jit_compile)
+    build_seconds = time.perf_counter() - build_started
     feed = PatchFeed(
         train_data,
         batch_size=params.batch_size,
@@ -117,7 +125,7 @@ def train(
         seed=seed,
         workers=2,  # a second thread prepares the next batch while the model trains
     )
-    watcher = _ValidationAUC(val_data, on_epoch)
+    watcher = _ValidationAUC(val_data, on_epoch, runtime.val_batch_size)
     started = time.perf_counter()
     fitted = model.fit(feed, epochs=epochs or params.epochs, callbacks=[watcher], verbose=verbose)
     wall = time.perf_counter() - started
@@ -135,6 +143,8 @@ def train(
         train_seconds=train_seconds,
         images_per_second=epochs_run * len(train_data) / train_seconds,
         seconds_per_epoch=wall / max(epochs_run, 1),
+        build_seconds=build_seconds,
+        first_epoch_seconds=watcher.epoch_seconds[0] if watcher.epoch_seconds else math.nan,
         val_auc=watcher.val_auc,
     )
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pcam.runtime import PRECISIONS
+
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("hyperband", "median", "sha", "none")
 STUDIES_DIR = Path("studies")
@@ -30,6 +32,9 @@ class SearchConfig:
     max_params: int = 20_000_000
     workers: int = 1
     heartbeat: int = 60
+    precision: str = "auto"
+    jit_compile: str = "auto"
+    val_batch_size: int | None = None
     worker_index: int = 0
     progress: bool = True
     report: bool = True
@@ -46,6 +51,15 @@ class SearchConfig:
             (0 < self.val_fraction < 1, f"--val-fraction {self.val_fraction}: must be in (0, 1)"),
             (self.max_params > 0, "--max-params must be positive"),
             (self.workers >= 1, f"--workers {self.workers}: must be at least 1"),
+            (
+                self.precision in ("auto", *PRECISIONS),
+                f"--precision {self.precision}: choose auto or one of {PRECISIONS}",
+            ),
+            (self.jit_compile in ("auto", "on", "off"), "--jit-compile: choose auto, on or off"),
+            (
+                self.val_batch_size is None or self.val_batch_size >= 1,
+                "--val-batch-size must be positive",
+            ),
             (self.heartbeat >= 1, f"--heartbeat {self.heartbeat}: must be at least 1 second"),
             (bool(self.study.strip()), "--study must not be empty"),
         ]

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from pcam.data import TrainingData
 from pcam.model import count_params
+from pcam.runtime import CPU_DEFAULT, Runtime
 from pcam.train import TrainingDiverged, release_memory, train
 from search.space import suggest
 
@@ -46,8 +47,10 @@ class Objective:
         max_params: int,
         seed: int,
         target_trials: int | None = None,
+        runtime: Runtime = CPU_DEFAULT,
     ) -> None:
         self.data = data
+        self.runtime = runtime
         self.target_trials = target_trials
         self.max_epochs = max_epochs
         self.max_params = max_params
@@ -59,6 +62,7 @@ class Objective:
             raise TrialFailed("surplus trial")
         params = suggest(trial, max_epochs=self.max_epochs)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("runtime", self.runtime.describe())
         size = count_params(params)
         trial.set_user_attr("params_count", size)
         if size > self.max_params:
@@ -94,6 +98,8 @@ class Objective:
         trial.set_user_attr("seconds_per_epoch", round(result.seconds_per_epoch, 3))
         trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
         trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
+        trial.set_user_attr("build_seconds", round(result.build_seconds, 2))
+        trial.set_user_attr("first_epoch_seconds", round(result.first_epoch_seconds, 2))
         if result.stopped_early:
             trial.set_user_attr("prune_reason", f"pruned after epoch {result.epochs_run}")
             raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")

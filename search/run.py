@@ -7,6 +7,7 @@ import os
 import sys
 
 from pcam.errors import run_cli
+from pcam.runtime import PRECISIONS
 from search.config import PRUNERS, SAMPLERS, SearchConfig
 
 
@@ -70,6 +71,19 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         default=defaults.heartbeat,
         help="seconds between worker heartbeats; a trial silent for twice this is re-run",
     )
+    add(
+        "--precision",
+        default="auto",
+        choices=("auto", *PRECISIONS),
+        help="auto: mixed_bfloat16 on a GPU, float32 on a CPU",
+    )
+    add(
+        "--jit-compile",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="XLA-compiled train steps; auto: on for a GPU, off for a CPU",
+    )
+    add("--val-batch-size", type=int, default=None, help="auto: 1024 on a GPU, 256 on a CPU")
     add("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     add("--no-progress", action="store_true", help="no progress bars")
     add("--no-report", action="store_true", help="do not write the HTML report at the end")
@@ -88,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         val_fraction=args.val_fraction,
         max_params=args.max_params,
         workers=args.workers,
+        precision=args.precision,
+        jit_compile=args.jit_compile,
+        val_batch_size=args.val_batch_size,
         heartbeat=args.heartbeat,
         worker_index=args.worker_index,
         progress=not args.no_progress,

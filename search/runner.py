@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from pcam.data import TrainingData, default_data_dir, load_training_data
+from pcam.runtime import resolve
 from search.config import SearchConfig
 from search.objective import Objective, TrialFailed
 from search.study import finished_trials, open_study
@@ -98,12 +99,19 @@ def _write_report(study: optuna.Study, config: SearchConfig) -> None:
 
 def _optimize(config: SearchConfig, data: TrainingData, study: optuna.Study) -> None:
     """This process's trials, one at a time, while the study has free slots."""
+    runtime = resolve(
+        precision=config.precision,
+        jit_compile=config.jit_compile,
+        val_batch_size=config.val_batch_size,
+    )
+    log(f"worker {config.worker_index}: {runtime.describe()}")
     objective = Objective(
         data,
         max_epochs=config.max_epochs,
         max_params=config.max_params,
         seed=config.seed,
         target_trials=config.trials,
+        runtime=runtime,
     )
     bar = tqdm(
         total=config.trials,

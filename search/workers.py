@@ -35,6 +35,8 @@ def worker_argv(config: SearchConfig, index: int) -> list[str]:
         "--val-fraction", str(config.val_fraction),
         "--max-params", str(config.max_params),
         "--heartbeat", str(config.heartbeat),
+        "--precision", config.precision,
+        "--jit-compile", config.jit_compile,
         "--workers", "1",
         "--worker-index", str(index),
         "--no-progress",
@@ -44,6 +46,8 @@ def worker_argv(config: SearchConfig, index: int) -> list[str]:
         argv += ["--data", config.data]
     if config.limit is not None:
         argv += ["--limit", str(config.limit)]
+    if config.val_batch_size is not None:
+        argv += ["--val-batch-size", str(config.val_batch_size)]
     if config.timeout is not None:
         argv += ["--timeout", str(config.timeout)]
     return argv

@@ -1,0 +1,85 @@
+"""How a run uses the device: backend, precision, compiled steps, validation batch size.
+
+Defaults are picked per device and always said: on a GPU, ``mixed_bfloat16`` (compute in
+bfloat16, weights and the output in float32) and compiled steps; on a CPU, ``float32``, where
+bfloat16 is slower and XLA compilation costs more than it saves on short trials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Resolved device settings; ``describe()`` is printed at the start of a search."""
+
+    backend: str
+    device: str
+    precision: str
+    jit_compile: bool
+    val_batch_size: int
+
+    def describe(self) -> str:
+        return (
+            f"backend {self.backend} on {self.device}; precision {self.precision}; "
+            f"compiled steps {'on' if self.jit_compile else 'off'}; "
+            f"validation batch {self.val_batch_size}"
+        )
+
+    def apply(self) -> None:
+        """Set the global dtype policy; call before building each model."""
+        keras.mixed_precision.set_dtype_policy(self.precision)
+
+
+def accelerator() -> str | None:
+    """The name of the GPU the current backend will use, or None on a CPU."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            return gpus[0].device_kind if gpus else None
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            return gpus[0].name if gpus else None
+    except (ImportError, RuntimeError):
+        return None
+    return None
+
+
+def resolve(
+    *,
+    precision: str = "auto",
+    jit_compile: str = "auto",
+    val_batch_size: int | None = None,
+) -> Runtime:
+    """Turn ``auto`` choices into concrete settings for this machine."""
+    if precision not in ("auto", *PRECISIONS):
+        raise ValueError(f"precision {precision!r}: choose auto or one of {PRECISIONS}")
+    if jit_compile not in ("auto", "on", "off"):
+        raise ValueError(f"jit_compile {jit_compile!r}: choose auto, on or off")
+    gpu = accelerator()
+    return Runtime(
+        backend=keras.backend.backend(),
+        device=gpu or "CPU",
+        precision=("mixed_bfloat16" if gpu else "float32") if precision == "auto" else precision,
+        jit_compile=bool(gpu) if jit_compile == "auto" else jit_compile == "on",
+        val_batch_size=val_batch_size or (1024 if gpu else 256),
+    )
+
+
+CPU_DEFAULT = Runtime(
+    backend="auto", device="CPU", precision="float32", jit_compile=False, val_batch_size=256
+)
