@@ -185,7 +185,7 @@ def _decoded_chunks(
             yield start, pixels, errors
 
 
-def _decode_chunk(paths: tuple[Path, ...]) -> tuple[np.ndarray, list[str]]:
+def _decode_chunk(paths: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     pixels = np.zeros((len(paths), *PATCH_SHAPE), dtype=np.uint8)
     errors = []
     for row, path in enumerate(paths):

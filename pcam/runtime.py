@@ -7,6 +7,7 @@ bfloat16 is slower and XLA compilation costs more than it saves on short trials.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import keras
@@ -23,6 +24,7 @@ class Runtime:
     precision: str
     jit_compile: bool
     val_batch_size: int
+    feed_threads: int = 2
 
     def describe(self) -> str:
         return (
@@ -77,6 +79,8 @@ def resolve(
         precision=("mixed_bfloat16" if gpu else "float32") if precision == "auto" else precision,
         jit_compile=bool(gpu) if jit_compile == "auto" else jit_compile == "on",
         val_batch_size=val_batch_size or (1024 if gpu else 256),
+        # Threads that gather and augment the next batches while the device trains.
+        feed_threads=min(8, os.cpu_count() or 1) if gpu else 2,
     )
 
 

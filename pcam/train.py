@@ -123,7 +123,7 @@ def train(
         shuffle=True,
         augment=Augment(d8=params.d8, hed_jitter=params.hed_jitter),
         seed=seed,
-        workers=2,  # a second thread prepares the next batch while the model trains
+        workers=runtime.feed_threads,  # threads prepare the next batches during a step
     )
     watcher = _ValidationAUC(val_data, on_epoch, runtime.val_batch_size)
     started = time.perf_counter()

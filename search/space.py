@@ -42,7 +42,7 @@ SPACE: tuple[Dimension, ...] = (
     Dimension("head", choices=("flatten", "global_avg")),
     Dimension("learning_rate", 1e-4, 3e-3, log=True),
     Dimension("optimizer", choices=("adam", "adamw", "rmsprop", "sgd")),
-    Dimension("batch_size", choices=(32, 64, 128)),
+    Dimension("batch_size", choices=(32, 64, 128, 256)),
     Dimension("crop", choices=(32, 48, 64, 96)),
     Dimension("d8", choices=(False, True)),
     Dimension("hed_jitter", 0.0, 0.1),

@@ -97,6 +97,7 @@ def test_pruner_prunes_a_clearly_worse_trial(name):
         trial = study.ask()
         for epoch in range(9):
             trial.report(0.9 + epoch * 0.001, step=epoch)
+            trial.should_prune()  # rung-based pruners record each trial's rungs here
         study.tell(trial, 0.909)
     pruned_at = None
     for _ in range(3):  # Hyperband assigns trials to brackets; one of a few is checked early

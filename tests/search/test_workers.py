@@ -56,7 +56,9 @@ def postgres_url() -> str:
 
 def test_two_workers_on_the_local_default_finish_exactly(tmp_path, tiny_synthetic):
     storage = f"sqlite:///{tmp_path / 'w.db'}"
-    search = _search(tiny_synthetic, storage, "w", "--trials", "5", "--workers", "2")
+    search = _search(
+        tiny_synthetic, storage, "w", "--trials", "5", "--workers", "2", "--max-params", "1000000"
+    )
     _, err = search.communicate(timeout=400)
     assert search.returncode == 0, err[-3000:]
     assert "database is locked" not in err
@@ -65,7 +67,17 @@ def test_two_workers_on_the_local_default_finish_exactly(tmp_path, tiny_syntheti
 
 
 def test_three_workers_on_postgresql_finish_exactly(tiny_synthetic, postgres_url):
-    search = _search(tiny_synthetic, postgres_url, "pg", "--trials", "6", "--workers", "3")
+    search = _search(
+        tiny_synthetic,
+        postgres_url,
+        "pg",
+        "--trials",
+        "6",
+        "--workers",
+        "3",
+        "--max-params",
+        "1000000",
+    )
     _, err = search.communicate(timeout=500)
     assert search.returncode == 0, err[-3000:]
     _check_study(postgres_url, "pg", 6)
@@ -87,12 +99,12 @@ def _wait_for_running_trial(storage: str, study: str, timeout: float = 240):
 
 def test_a_worker_killed_mid_trial_is_replaced_by_a_retry(tmp_path, tiny_synthetic):
     storage = f"sqlite:///{tmp_path / 'k.db'}"
-    search = _search(tiny_synthetic, storage, "k", "--trials", "4", "--workers", "2")
+    search = _search(tiny_synthetic, storage, "k", "--trials", "3", "--workers", "2")
     victim = _wait_for_running_trial(storage, "k")
     os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
     _, err = search.communicate(timeout=400)
     assert search.returncode == 0, err[-3000:]
-    trials = _check_study(storage, "k", 4)
+    trials = _check_study(storage, "k", 3)
     killed = next(t for t in trials if t.number == victim.number)
     assert killed.state == TrialState.FAIL
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]

@@ -1,0 +1,244 @@
+"""--engine keras-tuner: real KerasTuner searches of tiny models, copied into SQLite studies."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import keras_tuner
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from pcam.errors import DataError
+from pcam.synth import generate
+from search.config import SearchConfig
+from search.run import parse_args
+from search.runner import run_search, summary
+from search.space import SPACE, seed_baseline_values, suggest
+from search.submit import SubmitConfig, submit
+from search.tuner_engine import OptunaCopy, PcamHyperModel, project_dir
+
+OPTUNA_ATTRS = {"best_epoch", "epochs_run", "seconds_per_epoch", "images_per_second"}
+OPTUNA_ATTRS |= {"params_count", "worker", "engine", "keras_tuner_trial_id"}
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return generate(
+        tmp_path_factory.mktemp("kt") / "data", n_train=60, n_test=8, seed=0, progress=False
+    )
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # studies/ is relative
+
+
+def _config(tmp_path: Path, data: Path, **changes) -> SearchConfig:
+    values = dict(
+        study="kt",
+        storage=f"sqlite:///{tmp_path}/s.db",
+        data=str(data),
+        engine="keras-tuner",
+        tuner="random",
+        trials=2,
+        max_epochs=2,
+        limit=40,
+        progress=False,
+        report=False,
+    )
+    return SearchConfig(**(values | changes))
+
+
+def _keras_tuner_trial(config: SearchConfig, trial: FrozenTrial) -> keras_tuner.engine.trial.Trial:
+    trial_id = trial.user_attrs["keras_tuner_trial_id"]
+    return keras_tuner.engine.trial.Trial.load(
+        str(project_dir(config) / f"trial_{trial_id}" / "trial.json")
+    )
+
+
+def _check_copies(study: optuna.Study, config: SearchConfig) -> None:
+    """Trial 0 is the seed baseline; every KerasTuner trial is in Optuna once, as it scored."""
+    trials = study.trials
+    ids = [t.user_attrs["keras_tuner_trial_id"] for t in trials]
+    assert len(ids) == len(set(ids))
+    assert trials[0].user_attrs["role"] == "seed_baseline"
+    assert sum(t.user_attrs.get("role") == "seed_baseline" for t in trials) == 1
+    for trial in trials:
+        assert trial.user_attrs["engine"] == "keras-tuner"
+        fixed = optuna.trial.FixedTrial(trial.params)
+        suggest(fixed, max_epochs=config.max_epochs)
+        assert trial.distributions == fixed.distributions  # the Optuna engine's own
+        if trial.state != TrialState.COMPLETE:
+            continue
+        assert set(trial.user_attrs) >= OPTUNA_ATTRS
+        # KerasTuner saw the exact val_auc: its score is the value Optuna holds
+        scored = _keras_tuner_trial(config, trial)
+        assert scored.metrics.get_best_value("val_auc") == pytest.approx(trial.value)
+        assert trial.value == max(trial.intermediate_values.values())
+        assert trial.intermediate_values[trial.user_attrs["best_epoch"] - 1] == trial.value
+        assert trial.datetime_complete > trial.datetime_start
+
+
+def test_space_is_declared_as_keras_tuner_hyperparameters() -> None:
+    hp = keras_tuner.HyperParameters()
+    PcamHyperModel(7).values(hp)
+    declared = {p.name: p for p in hp.space}
+    assert list(declared) == [dim.name for dim in SPACE]
+    for dim in SPACE:
+        found = declared[dim.name]
+        if dim.choices is not None:
+            assert isinstance(found, keras_tuner.engine.hyperparameters.Choice)
+            assert list(found.values) == list(dim.choices)
+        else:
+            assert found.min_value == dim.low
+            assert found.max_value == (7 if dim.high is None else dim.high)
+            assert found.sampling == ("log" if dim.log else "linear")
+    assert declared["learning_rate"].sampling == "log"
+    # Under Hyperband the epoch count is Hyperband's resource
+    hp = keras_tuner.HyperParameters()
+    assert PcamHyperModel(7, epochs_from_tuner=True).values(hp)["epochs"] == 7
+    assert type(hp.space[-1]).__name__ == "Fixed"
+
+
+def test_command_line_picks_the_engine_and_refuses_conflicts() -> None:
+    config = parse_args(["--engine", "keras-tuner", "--tuner", "bayesian"])
+    assert (config.engine, config.tuner, config.sampler) == ("keras-tuner", "bayesian", "tpe")
+    assert parse_args([]).engine == "optuna"
+    assert parse_args(["--engine", "keras-tuner"]).tuner == "hyperband"
+    for argv in (["--engine", "keras-tuner", "--pruner", "median"], ["--tuner", "random"]):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+    with pytest.raises(DataError, match="one worker"):
+        SearchConfig(engine="keras-tuner", workers=2)
+
+
+def test_random_search_copies_each_trial_once_through_failures_and_interruptions(
+    tmp_path, synthetic, monkeypatch
+) -> None:
+    fit = PcamHyperModel.fit
+    calls = itertools.count()
+
+    def second_diverges(self, *args, **kwargs):
+        if next(calls) == 1:
+            raise keras_tuner.errors.FailedTrialError("diverged: loss became nan in epoch 1")
+        return fit(self, *args, **kwargs)
+
+    config = _config(tmp_path, synthetic)
+    with monkeypatch.context() as patch:
+        patch.setattr(PcamHyperModel, "fit", second_diverges)
+        outcome = run_search(config)
+    study = outcome.study
+    # a failed trial does not use up --trials, as in the Optuna engine
+    complete, fail = TrialState.COMPLETE, TrialState.FAIL
+    assert [t.state for t in study.trials] == [complete, fail, complete]
+    assert study.trials[1].user_attrs["fail_reason"].startswith("diverged")
+    baseline = study.trials[0]
+    assert baseline.params == seed_baseline_values(max_epochs=2)
+    assert sorted(baseline.intermediate_values) == [0, 1]
+    attrs = study.user_attrs
+    assert attrs["study_defining"]["engine"] == "keras-tuner"
+    assert attrs["study_defining"]["tuner"] == "random"
+    assert attrs["data_fingerprint"] and "optuna" in attrs["package_versions"]
+    _check_copies(study, config)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # stopped after KerasTuner saved trial 3, before its copy into Optuna
+    with monkeypatch.context() as patch:
+        patch.setattr(OptunaCopy, "add", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run_search(replace(config, trials=3))
+    assert len(optuna.load_study(study_name="kt", storage=config.storage).trials) == 3
+    # the next run copies it first, then is stopped inside trial 4's training
+    with monkeypatch.context() as patch:
+        patch.setattr(PcamHyperModel, "fit", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run_search(replace(config, trials=4))
+    assert len(optuna.load_study(study_name="kt", storage=config.storage).trials) == 4
+    # resuming re-runs the interrupted KerasTuner trial under its own id
+    resumed = run_search(replace(config, trials=4))
+    assert resumed.resumed and resumed.trials_run == 1
+    trials = resumed.study.trials
+    assert [t.user_attrs["keras_tuner_trial_id"] for t in trials] == ["0", "1", "2", "3", "4"]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    _check_copies(resumed.study, config)
+
+
+def test_hyperband_resumes_its_bracket_and_submit_retrains_the_best(tmp_path, synthetic) -> None:
+    # --max-epochs 3: the seed baseline (3 epochs), then bracket 1: three 1-epoch trials,
+    # of which the best is promoted to train epochs 1-2 from its weights
+    config = _config(tmp_path, synthetic, tuner="hyperband", trials=4, max_epochs=3, report=True)
+    outcome = run_search(config)
+    assert [len(t.intermediate_values) for t in outcome.study.trials] == [3, 1, 1, 1]
+    assert outcome.study.trials[0].params["epochs"] == 3
+    assert (config.output_dir / "report.html").is_file()
+    assert "seed baseline (trial 0)" in summary(outcome, config)
+
+    resumed = run_search(replace(config, trials=5))
+    assert resumed.resumed and resumed.trials_run == 1
+    promoted = resumed.study.trials[4]
+    parent_id = promoted.user_attrs["keras_tuner_parent_trial_id"]
+    assert parent_id in {"1", "2", "3"}
+    round_values = _keras_tuner_trial(config, promoted).hyperparameters.values
+    assert (round_values["tuner/initial_epoch"], round_values["tuner/epochs"]) == (1, 3)
+    assert promoted.user_attrs["initial_epoch"] == 1 and promoted.user_attrs["epochs_run"] == 2
+    assert promoted.params["epochs"] == 3
+    parent = next(
+        t for t in resumed.study.trials if t.user_attrs["keras_tuner_trial_id"] == parent_id
+    )
+    assert {k: v for k, v in promoted.params.items() if k != "epochs"} == {
+        k: v for k, v in parent.params.items() if k != "epochs"
+    }
+    assert sorted(promoted.intermediate_values) == [1, 2]  # after the parent's best epoch
+    _check_copies(resumed.study, config)
+
+    done = submit(
+        SubmitConfig(study="kt", storage=config.storage, out=str(tmp_path / "out"), progress=False)
+    )
+    best = resumed.study.best_trial
+    assert done.metadata["trial"] == best.number
+    assert done.metadata["epochs_trained"] == best.user_attrs["best_epoch"]
+    assert len(done.ids) == 8 and np.isfinite(done.probabilities).all()
+    assert (
+        json.loads((tmp_path / "out" / "best" / "model.json").read_text())["trial"] == best.number
+    )
+
+
+def test_bayesian_search_resumes_and_adds_trials(tmp_path, synthetic) -> None:
+    config = _config(tmp_path, synthetic, tuner="bayesian")
+    run_search(config)
+    resumed = run_search(replace(config, trials=3))
+    assert resumed.resumed and resumed.trials_run == 1
+    trials = resumed.study.trials
+    assert [t.user_attrs["keras_tuner_trial_id"] for t in trials] == ["0", "1", "2"]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    _check_copies(resumed.study, config)
+    # the finished study is left alone
+    again = run_search(replace(config, trials=3))
+    assert again.trials_run == 0
+
+
+def test_models_over_max_params_are_pruned_without_training(tmp_path, synthetic) -> None:
+    config = _config(tmp_path, synthetic, max_params=1)
+    trials = run_search(config).study.trials
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]
+    assert trials[0].user_attrs["role"] == "seed_baseline"
+    assert "over --max-params" in trials[0].user_attrs["prune_reason"]
+    assert not any(t.intermediate_values for t in trials)
+    # the study, and its KerasTuner project, belong to one tuner
+    with pytest.raises(DataError, match="tuner"):
+        run_search(replace(config, tuner="hyperband", trials=3))
+
+
+def test_a_study_of_the_optuna_engine_is_not_mixed_in(tmp_path, synthetic) -> None:
+    config = _config(tmp_path, synthetic)
+    study = optuna.create_study(study_name="kt", storage=config.storage, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    with pytest.raises(DataError, match="Optuna engine"):
+        run_search(config)
