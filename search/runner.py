@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +65,8 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     """
     # Our own line per trial reports failures; Optuna would add a traceback for each.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes per new model
     data = load_data(config)
     if config.worker_index == 0:
         log(f"data: {data.describe()}")
@@ -232,7 +236,3 @@ def _short(value: object) -> str:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr)
-
-
-def elapsed(started: float) -> str:
-    return f"{time.perf_counter() - started:.0f} s"
