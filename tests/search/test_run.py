@@ -33,6 +33,12 @@ def _config(tmp_path, data, **overrides) -> SearchConfig:
     return SearchConfig(**(values | overrides))
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """Reports go to studies/<study>/ under the working folder: keep them out of the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _search_cli(args: list[str], **popen) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "search.run", *args],
