@@ -11,6 +11,8 @@ from pcam.runtime import PRECISIONS
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("hyperband", "median", "sha", "none")
+ENGINES = ("optuna", "keras-tuner")
+TUNERS = ("hyperband", "bayesian", "random")
 STUDIES_DIR = Path("studies")
 
 
@@ -25,6 +27,8 @@ class SearchConfig:
     timeout: float | None = None
     sampler: str = "tpe"
     pruner: str = "hyperband"
+    engine: str = "optuna"
+    tuner: str = "hyperband"
     seed: int = 0
     max_epochs: int = 4
     limit: int | None = None
@@ -47,6 +51,12 @@ class SearchConfig:
             (self.max_epochs >= 1, f"--max-epochs {self.max_epochs}: must be at least 1"),
             (self.sampler in SAMPLERS, f"--sampler {self.sampler}: choose from {SAMPLERS}"),
             (self.pruner in PRUNERS, f"--pruner {self.pruner}: choose from {PRUNERS}"),
+            (self.engine in ENGINES, f"--engine {self.engine}: choose from {ENGINES}"),
+            (self.tuner in TUNERS, f"--tuner {self.tuner}: choose from {TUNERS}"),
+            (
+                self.engine == "optuna" or self.workers == 1,
+                f"--workers {self.workers}: --engine {self.engine} runs one worker",
+            ),
             (self.timeout is None or self.timeout > 0, "--timeout must be positive seconds"),
             (0 < self.val_fraction < 1, f"--val-fraction {self.val_fraction}: must be in (0, 1)"),
             (self.max_params > 0, "--max-params must be positive"),
@@ -79,12 +89,16 @@ class SearchConfig:
 
     def study_defining(self) -> dict[str, Any]:
         """Settings that change what a trial's value means: a resumed study must keep them."""
-        return {
+        values = {
             "max_epochs": self.max_epochs,
             "limit": self.limit,
             "val_fraction": self.val_fraction,
             "seed": self.seed,
+            "engine": self.engine,
         }
+        if self.engine == "keras-tuner":
+            values["tuner"] = self.tuner
+        return values
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

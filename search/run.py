@@ -8,7 +8,7 @@ import sys
 
 from pcam.errors import run_cli
 from pcam.runtime import PRECISIONS
-from search.config import PRUNERS, SAMPLERS, SearchConfig
+from search.config import ENGINES, PRUNERS, SAMPLERS, TUNERS, SearchConfig
 
 
 def parse_args(argv: list[str] | None = None) -> SearchConfig:
@@ -36,8 +36,21 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         default=None,
         help="SQLAlchemy URL (default: sqlite:///studies/<study>.db), e.g. postgresql://...",
     )
-    add("--sampler", choices=SAMPLERS, default=defaults.sampler)
-    add("--pruner", choices=PRUNERS, default=defaults.pruner)
+    add(
+        "--engine",
+        choices=ENGINES,
+        default=defaults.engine,
+        help="optuna (default), or keras-tuner: KerasTuner's --tuner on the same space and "
+        "data, every trial recorded into the Optuna study",
+    )
+    add(
+        "--tuner",
+        choices=TUNERS,
+        default=None,
+        help=f"with --engine keras-tuner: KerasTuner's tuner (default {defaults.tuner})",
+    )
+    add("--sampler", choices=SAMPLERS, default=None, help=f"(default {defaults.sampler})")
+    add("--pruner", choices=PRUNERS, default=None, help=f"(default {defaults.pruner})")
     add("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     add("--seed", type=int, default=defaults.seed, help="split, sampler and training seed")
     add(
@@ -88,14 +101,24 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
     add("--no-progress", action="store_true", help="no progress bars")
     add("--no-report", action="store_true", help="do not write the HTML report at the end")
     args = parser.parse_args(argv)
+    if args.engine == "keras-tuner":
+        optuna_only = [f"--{name}" for name in ("sampler", "pruner") if getattr(args, name)]
+        if optuna_only:
+            parser.error(
+                f"{' and '.join(optuna_only)}: Optuna's; --engine keras-tuner picks with --tuner"
+            )
+    elif args.tuner is not None:
+        parser.error("--tuner is KerasTuner's: add --engine keras-tuner")
     return SearchConfig(
         study=args.study,
         storage=args.storage,
         data=args.data,
         trials=args.trials,
         timeout=args.timeout,
-        sampler=args.sampler,
-        pruner=args.pruner,
+        sampler=args.sampler or defaults.sampler,
+        pruner=args.pruner or defaults.pruner,
+        engine=args.engine,
+        tuner=args.tuner or defaults.tuner,
         seed=args.seed,
         max_epochs=args.max_epochs,
         limit=args.limit,

@@ -70,6 +70,8 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     data = load_data(config)
     if config.worker_index == 0:
         log(f"data: {data.describe()}")
+    if config.engine == "keras-tuner":
+        return _run_keras_tuner(config, data)
     study, resumed = open_study(config, data)
     already = finished_trials(study)
     if already >= config.trials:
@@ -85,6 +87,21 @@ def run_search(config: SearchConfig) -> SearchOutcome:
             _optimize(config, data, study)
     finally:  # an interrupted search gets its report too
         if config.report and config.worker_index == 0:
+            _write_report(study, config)
+    return SearchOutcome(study, resumed, len(study.trials) - started_with)
+
+
+def _run_keras_tuner(config: SearchConfig, data: TrainingData) -> SearchOutcome:
+    """The same search through KerasTuner (``search.tuner_engine``), recorded into Optuna."""
+    from search.tuner_engine import open_tuner_study, run_keras_tuner
+
+    study, resumed = open_tuner_study(config, data)
+    started_with = len(study.trials)
+    try:
+        with _sigterm_as_interrupt():
+            run_keras_tuner(config, data, study=study)
+    finally:  # an interrupted search gets its report too
+        if config.report:
             _write_report(study, config)
     return SearchOutcome(study, resumed, len(study.trials) - started_with)
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,17 @@ def test_interrupted_build_leaves_nothing_trusted(tmp_path, monkeypatch):
     assert len(train) == 12
 
 
+def _processes_running(command: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if command.encode() in (proc / "cmdline").read_bytes():
+                found.append(proc.name)
+        except OSError:
+            continue
+    return found
+
+
 def test_killed_build_is_not_trusted_and_is_cleaned_up(tmp_path, private_cache):
     """SIGKILL mid-build (no handler runs): the next run ignores the remains and rebuilds."""
     root = write_kaggle(tmp_path / "k", n_train=3000)
@@ -102,6 +114,8 @@ def test_killed_build_is_not_trusted_and_is_cleaned_up(tmp_path, private_cache):
     time.sleep(0.5)
     child.send_signal(signal.SIGKILL)
     child.wait()
+    time.sleep(1)
+    assert not _processes_running(script), "decode workers outlived their killed parent"
     assert list(folder.parent.glob(".train.building-*")), "the build never started"
     assert not (folder / "manifest.json").exists()
     _, train = load_split(root, "train", progress=False)
