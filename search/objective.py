@@ -72,7 +72,9 @@ class Objective:
 
         def report(epoch: int, val_auc: float) -> bool:
             trial.report(val_auc, step=epoch)
-            return trial.should_prune()
+            # After its last epoch a trial is done: pruning it then would save nothing and
+            # throw its value away.
+            return epoch + 1 < params.epochs and trial.should_prune()
 
         try:
             result = train(
