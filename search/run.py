@@ -139,9 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     from search.runner import run_search, summary
+    from search.workers import WorkersFailed
 
     try:
         outcome = run_search(config)
+    except WorkersFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: the running trial is marked FAIL, every finished trial is kept; "

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
@@ -21,6 +22,10 @@ from pcam.runtime import resolve
 from search.config import SearchConfig
 from search.objective import Objective, TrialFailed
 from search.study import finished_trials, open_study
+
+STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
+STORAGE_RETRIES = 5  # per process: a sixth storage error ends the worker
+STORAGE_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -151,17 +156,34 @@ def _optimize(config: SearchConfig, data: TrainingData, study: optuna.Study) -> 
         bar.refresh()
 
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
+    storage_errors = 0
     with bar, _sigterm_as_interrupt():
-        while _wait_for_slot(study, config, deadline):
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
-            study.optimize(
-                objective,
-                n_trials=1,
-                timeout=remaining,
-                callbacks=[on_trial_end],
-                catch=(TrialFailed,),
-                gc_after_trial=True,
-            )
+        while True:
+            try:
+                if not _wait_for_slot(study, config, deadline):
+                    break
+                remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+                study.optimize(
+                    objective,
+                    n_trials=1,
+                    timeout=remaining,
+                    callbacks=[on_trial_end],
+                    catch=(TrialFailed,),
+                    gc_after_trial=True,
+                )
+            except STORAGE_ERRORS as error:
+                # A shared database can refuse a write for a moment (a lock held past the
+                # timeout, a dropped connection); the study is intact, so wait and go on.
+                storage_errors += 1
+                if storage_errors > STORAGE_RETRIES:
+                    raise
+                cause = error.__cause__ or error
+                log(
+                    f"worker {config.worker_index}: storage error ({type(cause).__name__}: "
+                    f"{str(cause).splitlines()[0]}); retry {storage_errors} of "
+                    f"{STORAGE_RETRIES} in {STORAGE_RETRY_SECONDS:.0f} s"
+                )
+                time.sleep(STORAGE_RETRY_SECONDS)
 
 
 def _wait_for_slot(study: optuna.Study, config: SearchConfig, deadline: float | None) -> bool:

@@ -53,8 +53,16 @@ def worker_argv(config: SearchConfig, index: int) -> list[str]:
     return argv
 
 
+class WorkersFailed(Exception):
+    """Workers ended with an error before the study held its trials."""
+
+
 def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
-    """Start the workers, show progress until they all exit; Ctrl-C stops them cleanly."""
+    """Start the workers, show progress until they all exit; Ctrl-C stops them cleanly.
+
+    A worker that dies is tolerated while the others fill the study (its trial is re-run);
+    if the study ends short of ``--trials`` and a worker failed, ``WorkersFailed`` says so.
+    """
     workers = [
         subprocess.Popen(worker_argv(config, index), stdout=subprocess.DEVNULL)
         for index in range(1, config.workers + 1)
@@ -84,9 +92,21 @@ def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    failed = [w.pid for w in workers if w.returncode not in (0, None)]
-    if failed:
-        print(f"workers {failed} ended with an error (see their output above)", file=sys.stderr)
+    failed = {w.pid: w.returncode for w in workers if w.returncode not in (0, None)}
+    if not failed:
+        return
+    described = ", ".join(f"pid {pid} (exit status {code})" for pid, code in failed.items())
+    finished = finished_trials(study)
+    if finished < config.trials:
+        raise WorkersFailed(
+            f"worker {described} ended with an error (see its output above) and study "
+            f"{config.study!r} holds {finished} of {config.trials} finished trials; "
+            "run the same command to resume it"
+        )
+    print(
+        f"note: worker {described} ended with an error; the other workers finished the study",
+        file=sys.stderr,
+    )
 
 
 def _raise_interrupt(signum, frame):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -109,6 +110,20 @@ def test_a_worker_killed_mid_trial_is_replaced_by_a_retry(tmp_path, tiny_synthet
     assert killed.state == TrialState.FAIL
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert retry and retry[0].params == victim.params
+
+
+def test_a_search_whose_workers_all_die_exits_non_zero(tmp_path, tiny_synthetic):
+    storage = f"sqlite:///{tmp_path / 'd.db'}"
+    search = _search(tiny_synthetic, storage, "d", "--trials", "3", "--workers", "2")
+    _wait_for_running_trial(storage, "d")
+    children = Path(f"/proc/{search.pid}/task/{search.pid}/children").read_text().split()
+    assert len(children) == 2
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+    _, err = search.communicate(timeout=120)
+    assert search.returncode == 1, err[-3000:]
+    assert "of 3 finished trials" in err and "run the same command to resume" in err
+    assert "Traceback" not in err
 
 
 def test_a_killed_search_resumes_without_losing_trials(tmp_path, tiny_synthetic):
