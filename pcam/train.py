@@ -63,7 +63,7 @@ def predict(model: keras.Model, subset: Subset, *, batch_size: int = PREDICT_BAT
     return np.asarray(model.predict(feed, verbose=0), dtype=np.float64).reshape(-1)
 
 
-class _ValidationAUC(keras.callbacks.Callback):
+class ValidationAUC(keras.callbacks.Callback):
     """Adds exact ``val_auc`` and ``val_loss`` to the epoch logs, then asks ``on_epoch``."""
 
     def __init__(self, val: Subset | None, on_epoch: EpochHook | None, batch_size: int) -> None:
@@ -125,7 +125,7 @@ def train(
         seed=seed,
         workers=runtime.feed_threads,  # threads prepare the next batches during a step
     )
-    watcher = _ValidationAUC(val_data, on_epoch, runtime.val_batch_size)
+    watcher = ValidationAUC(val_data, on_epoch, runtime.val_batch_size)
     started = time.perf_counter()
     fitted = model.fit(feed, epochs=epochs or params.epochs, callbacks=[watcher], verbose=verbose)
     wall = time.perf_counter() - started

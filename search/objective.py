@@ -30,7 +30,8 @@ def claims_a_slot(trial: optuna.Trial, target: int) -> bool:
     return sum(t.number < trial.number for t in earlier) < target
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device or host running out of memory, under any backend."""
     text = f"{type(error).__name__} {error}".lower()
     markers = ("out of memory", "resource_exhausted", "resourceexhausted", "memoryerror", "oom")
     return isinstance(error, MemoryError) or any(marker in text for marker in markers)
@@ -88,7 +89,7 @@ class Objective:
             trial.set_user_attr("fail_reason", f"diverged: {error}")
             raise TrialFailed(str(error)) from None
         except Exception as error:
-            if not _is_out_of_memory(error):
+            if not is_out_of_memory(error):
                 raise
             trial.set_user_attr("fail_reason", f"out of memory: {type(error).__name__}")
             raise TrialFailed(f"out of memory: {error}") from None

@@ -49,9 +49,9 @@ from pcam.errors import DataError
 from pcam.feed import PatchFeed
 from pcam.model import ModelParams, build, count_params
 from pcam.runtime import CPU_DEFAULT, Runtime, resolve
-from pcam.train import VAL_AUC, _ValidationAUC, release_memory
+from pcam.train import VAL_AUC, ValidationAUC, release_memory
 from search.config import SearchConfig
-from search.objective import _is_out_of_memory
+from search.objective import is_out_of_memory
 from search.runner import describe_trial, log
 from search.space import SPACE, Dimension, params_from_values, seed_baseline_values, suggest
 from search.study import _check_resume, _provenance, finished_trials, make_storage
@@ -152,7 +152,7 @@ class PcamHyperModel(keras_tuner.HyperModel):
             workers=self.runtime.feed_threads,
         )
         # First in the list: KerasTuner's checkpoint and History then see the exact val_auc.
-        watcher = _ValidationAUC(val_data, None, self.runtime.val_batch_size)
+        watcher = ValidationAUC(val_data, None, self.runtime.val_batch_size)
         started = time.perf_counter()
         history = model.fit(
             feed,
@@ -399,7 +399,7 @@ class _EngineTuner:
         except keras_tuner.errors.FatalError:
             raise
         except Exception as error:
-            if not _is_out_of_memory(error):  # a bug, not a bad trial: stop, as Optuna does
+            if not is_out_of_memory(error):  # a bug, not a bad trial: stop, as Optuna does
                 raise keras_tuner.errors.FatalRuntimeError(
                     f"trial {trial.trial_id}: {type(error).__name__}: {error}"
                 ) from error
