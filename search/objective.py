@@ -71,6 +71,9 @@ class Objective:
             trial.set_user_attr("prune_reason", reason)
             raise optuna.TrialPruned(reason)
 
+        training_seed = self.seed + trial.number  # fixed by --seed, whichever worker runs it
+        trial.set_user_attr("training_seed", training_seed)
+
         def report(epoch: int, val_auc: float) -> bool:
             trial.report(val_auc, step=epoch)
             # After its last epoch a trial is done: pruning it then would save nothing and
@@ -82,8 +85,9 @@ class Objective:
                 params,
                 self.data.train,
                 self.data.val,
-                seed=self.seed + trial.number,
+                seed=training_seed,
                 on_epoch=report,
+                runtime=self.runtime,
             )
         except TrainingDiverged as error:
             trial.set_user_attr("fail_reason", f"diverged: {error}")
@@ -103,6 +107,9 @@ class Objective:
         trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
         trial.set_user_attr("build_seconds", round(result.build_seconds, 2))
         trial.set_user_attr("first_epoch_seconds", round(result.first_epoch_seconds, 2))
+        # What the model really ran with (the runtime line above is what was asked for).
+        trial.set_user_attr("dtype_policy", result.model.dtype_policy.name)
+        trial.set_user_attr("jit_compile", bool(result.model.jit_compile))
         if result.stopped_early:
             trial.set_user_attr("prune_reason", f"pruned after epoch {result.epochs_run}")
             raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")

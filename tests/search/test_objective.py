@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import keras
 import optuna
 import pytest
 
 from pcam.data import load_training_data
 from pcam.model import ModelParams
+from pcam.runtime import Runtime
 from pcam.train import VAL_AUC, TrainingDiverged, train
 from search.objective import Objective, TrialFailed
 from search.space import seed_baseline_values
@@ -65,6 +67,22 @@ def test_objective_records_user_attrs_and_intermediate_values(data):
         "params_count",
     ):
         assert key in trial.user_attrs
+    assert trial.user_attrs["training_seed"] == 0 + trial.number
+
+
+def test_objective_trains_with_its_runtime(data):
+    """--precision and --jit-compile reach every trial's model, not only the summary line."""
+    runtime = Runtime("auto", "CPU", "mixed_bfloat16", jit_compile=True, val_batch_size=7)
+    study = _study_with(_small_values())
+    try:
+        objective = Objective(data, max_epochs=2, max_params=10**7, seed=0, runtime=runtime)
+        study.optimize(objective, n_trials=1)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
+    assert trial.user_attrs["dtype_policy"] == "mixed_bfloat16"
+    assert trial.user_attrs["jit_compile"] is True
 
 
 @pytest.mark.filterwarnings("ignore:Fixed parameter")
