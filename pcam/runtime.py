@@ -2,7 +2,8 @@
 
 Defaults are picked per device and always said: on a GPU, ``mixed_bfloat16`` (compute in
 bfloat16, weights and the output in float32) and compiled steps; on a CPU, ``float32``, where
-bfloat16 is slower and XLA compilation costs more than it saves on short trials.
+bfloat16 is slower and XLA compilation costs more than it saves on short trials. JAX always
+compiles its steps: without ``jax.jit`` Keras runs them op by op, many times slower.
 """
 
 from __future__ import annotations
@@ -73,11 +74,14 @@ def resolve(
     if jit_compile not in ("auto", "on", "off"):
         raise ValueError(f"jit_compile {jit_compile!r}: choose auto, on or off")
     gpu = accelerator()
+    backend = keras.backend.backend()
+    # torch.compile takes longer to compile than short trials train: off unless asked for.
+    auto_jit = backend == "jax" or (backend == "tensorflow" and gpu is not None)
     return Runtime(
-        backend=keras.backend.backend(),
+        backend=backend,
         device=gpu or "CPU",
         precision=("mixed_bfloat16" if gpu else "float32") if precision == "auto" else precision,
-        jit_compile=bool(gpu) if jit_compile == "auto" else jit_compile == "on",
+        jit_compile=auto_jit if jit_compile == "auto" else jit_compile == "on",
         val_batch_size=val_batch_size or (1024 if gpu else 256),
         # Threads that gather and augment the next batches while the device trains.
         feed_threads=min(8, os.cpu_count() or 1) if gpu else 2,
@@ -85,5 +89,9 @@ def resolve(
 
 
 CPU_DEFAULT = Runtime(
-    backend="auto", device="CPU", precision="float32", jit_compile=False, val_batch_size=256
+    backend="auto",
+    device="CPU",
+    precision="float32",
+    jit_compile=keras.backend.backend() == "jax",
+    val_batch_size=256,
 )

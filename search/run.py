@@ -94,7 +94,8 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         "--jit-compile",
         default="auto",
         choices=("auto", "on", "off"),
-        help="XLA-compiled train steps; auto: on for a GPU, off for a CPU",
+        help="compiled train steps; auto: always on JAX, on with a GPU on TensorFlow, "
+        "off on PyTorch (torch.compile outlasts short trials)",
     )
     add("--val-batch-size", type=int, default=None, help="auto: 1024 on a GPU, 256 on a CPU")
     add("--worker-index", type=int, default=0, help=argparse.SUPPRESS)

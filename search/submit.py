@@ -34,6 +34,7 @@ from pcam.data import Subset, TrainingData, load_split, load_training_data
 from pcam.errors import DataError, preview, run_cli
 from pcam.images import PATCH_SHAPE
 from pcam.metrics import roc_auc
+from pcam.runtime import CPU_DEFAULT, Runtime, resolve
 from pcam.train import TrainingDiverged, release_memory, train
 from pcam.tta import TTA_MODES, predict_tta
 from search.config import STUDIES_DIR
@@ -218,7 +219,13 @@ def fit_subset(data: TrainingData, *, fit_on: str) -> tuple[Subset, str]:
 
 
 def retrain(
-    trial: FrozenTrial, fit_data: Subset, *, max_epochs: int, seed: int, progress: bool = True
+    trial: FrozenTrial,
+    fit_data: Subset,
+    *,
+    max_epochs: int,
+    seed: int,
+    runtime: Runtime = CPU_DEFAULT,
+    progress: bool = True,
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Train ``trial``'s exact params, blind, for its best epoch count; the model and its record."""
     try:
@@ -234,7 +241,13 @@ def retrain(
     )
     try:
         result = train(
-            params, fit_data, None, seed=seed, epochs=epochs, verbose=2 if progress else 0
+            params,
+            fit_data,
+            None,
+            seed=seed,
+            epochs=epochs,
+            runtime=runtime,
+            verbose=2 if progress else 0,
         )
     except TrainingDiverged as error:
         raise DataError(
@@ -340,12 +353,19 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     staging = out / f".best.partial-{uuid.uuid4().hex[:8]}"
     submission = out / SUBMISSION_FILE
     staged_csv: Path | None = None
+    runtime = resolve()
+    log(runtime.describe())
     try:
         models, records = [], []
         for trial in chosen:
             seed = int(settings["seed"]) + trial.number
             model, record = retrain(
-                trial, fit_data, max_epochs=max_epochs, seed=seed, progress=config.progress
+                trial,
+                fit_data,
+                max_epochs=max_epochs,
+                seed=seed,
+                runtime=runtime,
+                progress=config.progress,
             )
             models.append(model)
             records.append(record)

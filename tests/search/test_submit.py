@@ -331,7 +331,7 @@ def test_failure_after_training_leaves_the_previous_submission(tiny_study, tmp_p
     (out / "best").mkdir(parents=True)
     (out / "submission.csv").write_text("id,label\nold,0.5\n")
 
-    def nan_model(trial, fit_data, *, max_epochs, seed, progress):
+    def nan_model(trial, fit_data, *, max_epochs, seed, runtime, progress):
         model = build(TINY)
         model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
         record = {"trial": trial.number, "val_auc": trial.value, "params": {}, "epochs_trained": 1}
