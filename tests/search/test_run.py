@@ -219,3 +219,27 @@ def test_a_small_study_completes_under_the_torch_backend(tmp_path, tiny_syntheti
     assert study.user_attrs["package_versions"]["keras_backend"] == "torch"
     assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) >= 1
     assert "best: trial" in out
+
+
+def test_the_same_seed_repeats_a_one_worker_search(tmp_path, tiny_synthetic):
+    """One worker: --seed fixes every trial's params and training seed; another seed differs."""
+
+    def trials(name: str, seed: int) -> list[optuna.trial.FrozenTrial]:
+        config = _config(
+            tmp_path,
+            tiny_synthetic,
+            study=name,
+            storage=f"sqlite:///{tmp_path / name}.db",
+            trials=6,
+            seed=seed,
+            max_params=30_000,  # most sampled models are pruned for size: no training needed
+            report=False,
+        )
+        return run_search(config).study.trials
+
+    first, again, other = trials("a", 0), trials("b", 0), trials("c", 1)
+    assert [t.params for t in first] == [t.params for t in again]
+    assert [t.user_attrs.get("training_seed") for t in first] == [
+        t.user_attrs.get("training_seed") for t in again
+    ]
+    assert [t.params for t in first[1:]] != [t.params for t in other[1:]]

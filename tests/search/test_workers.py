@@ -65,6 +65,9 @@ def test_two_workers_on_the_local_default_finish_exactly(tmp_path, tiny_syntheti
     assert "database is locked" not in err
     trials = _check_study(storage, "w", 5)
     assert len({t.user_attrs["worker"] for t in trials if t.state in FINISHED}) == 2
+    # Whichever worker runs a trial, its training seed is --seed (0) + its number.
+    seeded = [t for t in trials if "training_seed" in t.user_attrs]
+    assert seeded and all(t.user_attrs["training_seed"] == t.number for t in seeded)
 
 
 def test_three_workers_on_postgresql_finish_exactly(tiny_synthetic, postgres_url):
