@@ -101,7 +101,7 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
         raise DataError(f"--storage {url}: cannot open it ({error})") from None
     if existing:
         study = optuna.load_study(study_name=config.study, storage=storage)
-        _check_resume(study, config, data)
+        check_resume(study, config, data)
     # Resumed runs re-seed the sampler with the trial count, so they do not replay the
     # random draws of the first run; each worker of a parallel search has its own stream.
     seed = config.seed + 1000 * config.worker_index + (finished_trials(study) if existing else 0)
@@ -115,7 +115,7 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
     )
     already_seeded = any(t.user_attrs.get("role") == "seed_baseline" for t in study.trials)
     if not existing and not already_seeded:  # (another machine may have just created it)
-        for key, value in _provenance(config, data).items():
+        for key, value in study_provenance(config, data).items():
             study.set_user_attr(key, value)
         study.enqueue_trial(
             seed_baseline_values(max_epochs=config.max_epochs),
@@ -124,7 +124,8 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
     return study, existing
 
 
-def _provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]:
+def study_provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]:
+    """What produced the study's results: config, data, split, versions, commit."""
     return {
         "config": config.to_dict(),
         "study_defining": config.study_defining(),
@@ -140,7 +141,8 @@ def _provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]:
     }
 
 
-def _check_resume(study: optuna.Study, config: SearchConfig, data: TrainingData) -> None:
+def check_resume(study: optuna.Study, config: SearchConfig, data: TrainingData) -> None:
+    """Refuse to resume ``study`` with other data or settings; say that it resumes."""
     if config.worker_index:
         return _check_settings(study, config, data)
     _check_settings(study, config, data)

@@ -54,7 +54,7 @@ from search.config import SearchConfig
 from search.objective import is_out_of_memory
 from search.runner import describe_trial, log
 from search.space import SPACE, Dimension, params_from_values, seed_baseline_values, suggest
-from search.study import _check_resume, _provenance, finished_trials, make_storage
+from search.study import check_resume, finished_trials, make_storage, study_provenance
 
 ENGINE = "keras-tuner"
 OBJECTIVE = keras_tuner.Objective(VAL_AUC, "max")
@@ -475,13 +475,13 @@ def open_tuner_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.S
         raise DataError(f"--storage {url}: cannot open it ({error})") from None
     if existing:
         study = optuna.load_study(study_name=config.study, storage=storage)
-        _check_resume(study, config, data)
+        check_resume(study, config, data)
         _check_engine(study, config)
     study = optuna.create_study(
         study_name=config.study, storage=storage, direction="maximize", load_if_exists=True
     )
     if "data_fingerprint" not in study.user_attrs:
-        for key, value in _provenance(config, data).items():
+        for key, value in study_provenance(config, data).items():
             study.set_user_attr(key, value)
     return study, existing
 
