@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from search.provenance import git_commit
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -45,27 +46,6 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _commit() -> str:
-    try:
-        found = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return found.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
-
-
 def machine_info(*, with_keras: bool = True) -> dict[str, Any]:
     """CPU, cores, RAM, load and package versions: what a reader needs to weigh a number."""
     info: dict[str, Any] = {
@@ -76,7 +56,7 @@ def machine_info(*, with_keras: bool = True) -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": _version("numpy"),
         "pillow": _version("pillow"),
-        "commit": _commit(),
+        "commit": git_commit(),
     }
     if with_keras:
         import keras

@@ -16,6 +16,11 @@ TUNERS = ("hyperband", "bayesian", "random")
 STUDIES_DIR = Path("studies")
 
 
+def default_storage_url(study: str) -> str:
+    """Where a study lives when no ``--storage`` is given: ``studies/<study>.db``."""
+    return f"sqlite:///{STUDIES_DIR / study}.db"
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything ``python -m search.run`` was asked to do."""
@@ -80,7 +85,7 @@ class SearchConfig:
     @property
     def storage_url(self) -> str:
         """``--storage``, or SQLite at ``studies/<study>.db``."""
-        return self.storage or f"sqlite:///{STUDIES_DIR / self.study}.db"
+        return self.storage or default_storage_url(self.study)
 
     @property
     def output_dir(self) -> Path:

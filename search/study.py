@@ -87,18 +87,24 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, bool]:
-    """Create the study (trial 0 = the seed baseline) or resume it; True when resumed.
-
-    A resumed study must have been made with the same data and study-defining settings:
-    mixing trials scored on different data would make its best value meaningless.
-    """
+def connect(config: SearchConfig) -> tuple[optuna.storages.RDBStorage, bool]:
+    """The study's storage (with heartbeats), and whether the study exists in it yet."""
     url = config.storage_url
     try:
         storage = make_storage(url, heartbeat=config.heartbeat)
         existing = config.study in optuna.get_all_study_names(storage=storage)
     except Exception as error:  # a bad URL, an unreachable server, a missing driver
         raise DataError(f"--storage {url}: cannot open it ({error})") from None
+    return storage, existing
+
+
+def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, bool]:
+    """Create the study (trial 0 = the seed baseline) or resume it; True when resumed.
+
+    A resumed study must have been made with the same data and study-defining settings:
+    mixing trials scored on different data would make its best value meaningless.
+    """
+    storage, existing = connect(config)
     if existing:
         study = optuna.load_study(study_name=config.study, storage=storage)
         check_resume(study, config, data)

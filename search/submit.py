@@ -37,7 +37,7 @@ from pcam.metrics import roc_auc
 from pcam.runtime import CPU_DEFAULT, Runtime, resolve
 from pcam.train import TrainingDiverged, release_memory, train
 from pcam.tta import TTA_MODES, predict_tta
-from search.config import STUDIES_DIR
+from search.config import STUDIES_DIR, default_storage_url
 from search.predict import (
     METADATA_FILE,
     MODEL_FILE,
@@ -87,7 +87,7 @@ class SubmitConfig:
     @property
     def storage_url(self) -> str:
         """``--storage``, or the SQLite file ``search.run`` uses: ``studies/<study>.db``."""
-        return self.storage or f"sqlite:///{STUDIES_DIR / self.study}.db"
+        return self.storage or default_storage_url(self.study)
 
     @property
     def output_dir(self) -> Path:

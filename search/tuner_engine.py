@@ -54,7 +54,7 @@ from search.config import SearchConfig
 from search.objective import is_out_of_memory
 from search.runner import describe_trial, log
 from search.space import SPACE, Dimension, params_from_values, seed_baseline_values, suggest
-from search.study import check_resume, finished_trials, make_storage, study_provenance
+from search.study import check_resume, connect, finished_trials, study_provenance
 
 ENGINE = "keras-tuner"
 OBJECTIVE = keras_tuner.Objective(VAL_AUC, "max")
@@ -467,12 +467,7 @@ class _HyperbandTuner(_EngineTuner, keras_tuner.Hyperband):
 
 def open_tuner_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, bool]:
     """Create or resume the Optuna study that mirrors the search; True when resumed."""
-    url = config.storage_url
-    try:
-        storage = make_storage(url, heartbeat=config.heartbeat)
-        existing = config.study in optuna.get_all_study_names(storage=storage)
-    except Exception as error:  # a bad URL, an unreachable server, a missing driver
-        raise DataError(f"--storage {url}: cannot open it ({error})") from None
+    storage, existing = connect(config)
     if existing:
         study = optuna.load_study(study_name=config.study, storage=storage)
         check_resume(study, config, data)
