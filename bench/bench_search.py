@@ -2,20 +2,22 @@
 
 1. Harness overhead: one trial through Optuna + SQLite + the feed + exact validation AUC,
    against a plain ``model.fit`` of the same model on the same in-memory arrays (with Keras'
-   own per-epoch validation, and without any).
+   own per-epoch validation, and without any). Build and compile are timed on both sides;
+   an untimed warm-up of each comes first, then ``--rounds`` interleaved rounds, and the
+   overhead is the median of the per-round ratios (with the smallest and largest).
 2. Search on the real sample under a fixed wall-clock budget per arm: TPE with Hyperband
    pruning against TPE without pruning — best validation AUC, the seed baseline trial, and
    the epochs each arm spent.
 
     python bench/bench_search.py [--sample PATH] [--limit 1200] [--budget 600] [--max-epochs 4]
+        [--overhead-epochs 3] [--rounds 5] [--skip-overhead | --skip-search]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,33 +27,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import optuna
+from common import REPO, CpuWindow, describe_machine, format_table, machine_info, write_results
 
 from pcam.data import load_training_data
 from pcam.model import SEED_BASELINE, build
+from pcam.runtime import CPU_DEFAULT
+from pcam.train import release_memory
 from search.config import SearchConfig
 from search.objective import Objective
 from search.runner import run_search
 from search.space import seed_baseline_values
 from search.study import FINISHED
 
-REPO = Path(__file__).resolve().parent.parent
 
+def overhead(data, *, epochs: int, rounds: int) -> dict:
+    """Wall time of one harness trial against plain ``model.fit`` of the same model and arrays.
 
-def machine() -> str:
-    model = "unknown CPU"
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"Keras {keras.__version__} on {keras.backend.backend()}"
-    )
-
-
-def overhead(data, *, epochs: int) -> dict:
-    """Wall time of one harness trial against plain model.fit on the same arrays."""
+    Every timing includes building and compiling the model, as a trial does. One untimed
+    warm-up of each kind comes first (the process's first fit pays one-off start-up costs),
+    then ``rounds`` rounds, each running the three kinds in a rotated order so that slow
+    stretches of a shared machine fall on all of them alike. The overhead is the median of
+    the per-round ratios.
+    """
     params = SEED_BASELINE
     x_train = np.asarray(data.train.images[data.train.indices])
     y_train = data.train.y.astype("float32")
@@ -60,8 +57,8 @@ def overhead(data, *, epochs: int) -> dict:
 
     def plain(validate: bool) -> float:
         keras.utils.set_random_seed(0)
-        model = build(params)
         started = time.perf_counter()
+        model = build(params, jit_compile=CPU_DEFAULT.jit_compile)
         model.fit(
             x_train,
             y_train,
@@ -71,8 +68,11 @@ def overhead(data, *, epochs: int) -> dict:
             verbose=0,
         )
         seconds = time.perf_counter() - started
-        keras.backend.clear_session()
+        del model
+        release_memory()
         return seconds
+
+    parts: list[dict] = []
 
     def harness() -> float:
         with tempfile.TemporaryDirectory() as folder:
@@ -85,20 +85,64 @@ def overhead(data, *, epochs: int) -> dict:
             objective = Objective(data, max_epochs=epochs, max_params=10**9, seed=0)
             started = time.perf_counter()
             study.optimize(objective, n_trials=1)
-            return time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            attrs = study.trials[0].user_attrs
+            parts.append(
+                {
+                    "build": attrs["build_seconds"],
+                    "fit_without_validation": attrs["train_seconds"],
+                    "validation": attrs["seconds_per_epoch"] * epochs - attrs["train_seconds"],
+                    "rest": seconds - attrs["build_seconds"] - attrs["seconds_per_epoch"] * epochs,
+                }
+            )
+            return seconds
 
-    # Alternate the runs so that a noisy neighbour hurts both sides alike.
-    runs = {"plain_fit": [], "plain_fit_with_validation": [], "harness_trial": []}
-    for _ in range(2):
-        runs["plain_fit"].append(plain(validate=False))
-        runs["plain_fit_with_validation"].append(plain(validate=True))
-        runs["harness_trial"].append(harness())
-    best = {name: min(times) for name, times in runs.items()}
-    best["overhead_vs_fit_with_validation"] = (
-        best["harness_trial"] / best["plain_fit_with_validation"] - 1
-    )
-    best["overhead_vs_fit"] = best["harness_trial"] / best["plain_fit"] - 1
-    return best
+    kinds = {
+        "plain_fit": lambda: plain(validate=False),
+        "plain_fit_with_validation": lambda: plain(validate=True),
+        "harness_trial": harness,
+    }
+    for run in kinds.values():  # warm-up, not timed
+        run()
+    parts.clear()
+    names = list(kinds)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    window = CpuWindow()
+    for round_ in range(rounds):
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
+        with window:
+            for name in order:
+                times[name].append(kinds[name]())
+        print(
+            f"   round {round_ + 1}/{rounds}: "
+            + ", ".join(f"{name} {times[name][-1]:.1f} s" for name in names),
+            flush=True,
+        )
+    ratios = {
+        "vs_fit_with_validation": [
+            h / p
+            for h, p in zip(times["harness_trial"], times["plain_fit_with_validation"], strict=True)
+        ],
+        "vs_fit": [h / p for h, p in zip(times["harness_trial"], times["plain_fit"], strict=True)],
+    }
+    return {
+        "epochs": epochs,
+        "rounds": rounds,
+        "seconds": times,
+        "median_seconds": {name: statistics.median(values) for name, values in times.items()},
+        "overhead": {
+            name: {
+                "median": statistics.median(values) - 1,
+                "min": min(values) - 1,
+                "max": max(values) - 1,
+            }
+            for name, values in ratios.items()
+        },
+        "harness_parts_median_seconds": {
+            key: statistics.median(part[key] for part in parts) for key in parts[0]
+        },
+        "other_cores_busy": round(window.other_cores, 2),
+    }
 
 
 def search_arm(sample: Path, *, pruner: str, budget: float, limit: int, max_epochs: int) -> dict:
@@ -113,6 +157,7 @@ def search_arm(sample: Path, *, pruner: str, budget: float, limit: int, max_epoc
             max_epochs=max_epochs,
             limit=limit,
             progress=False,
+            report=False,  # the study lives in a temporary folder; so would its report
         )
         started = time.perf_counter()
         study = run_search(config).study
@@ -140,25 +185,56 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1200, help="labelled patches used")
     parser.add_argument("--budget", type=float, default=600, help="seconds per search arm")
     parser.add_argument("--max-epochs", type=int, default=4)
+    parser.add_argument("--overhead-epochs", type=int, default=3, help="epochs per timed fit")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of the overhead")
     parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    print(f"machine: {machine()}")
+    info = machine_info()
+    print(f"machine: {describe_machine(info)}, commit {info['commit']}")
     data = load_training_data(args.sample, limit=args.limit, progress=False)
     print(f"data: {data.describe()}")
-    results: dict = {"machine": machine(), "data": data.describe()}
+    results: dict = {"machine": info, "data": data.describe(), "args": vars(args)}
 
-    cost = overhead(data, epochs=2)
-    results["overhead"] = cost
-    print("\n1. one seed-baseline trial, 2 epochs (best of 2 runs each):")
-    print(f"   plain model.fit, no validation         {cost['plain_fit']:7.1f} s")
-    print(f"   plain model.fit + Keras validation     {cost['plain_fit_with_validation']:7.1f} s")
-    print(f"   harness trial (Optuna, SQLite, feed,   {cost['harness_trial']:7.1f} s")
-    print("   exact val AUC, user attrs)")
-    print(
-        f"   overhead: {cost['overhead_vs_fit_with_validation']:+.1%} against fit with "
-        f"validation, {cost['overhead_vs_fit']:+.1%} against fit without"
-    )
+    if not args.skip_overhead:
+        print(
+            f"\n1. one seed-baseline trial against plain model.fit, {args.overhead_epochs} "
+            f"epochs, build included, {args.rounds} interleaved rounds after a warm-up:"
+        )
+        cost = overhead(data, epochs=args.overhead_epochs, rounds=args.rounds)
+        results["overhead"] = cost
+        median = cost["median_seconds"]
+        spread = cost["overhead"]
+        print(
+            format_table(
+                ["run", "median s", "harness overhead (median, min..max of rounds)"],
+                [
+                    [
+                        "plain model.fit, no validation",
+                        f"{median['plain_fit']:.1f}",
+                        _span(spread["vs_fit"]),
+                    ],
+                    [
+                        "plain model.fit + Keras validation",
+                        f"{median['plain_fit_with_validation']:.1f}",
+                        _span(spread["vs_fit_with_validation"]),
+                    ],
+                    [
+                        "harness trial (Optuna, SQLite, feed, exact val AUC)",
+                        f"{median['harness_trial']:.1f}",
+                        "-",
+                    ],
+                ],
+            )
+        )
+        parts = cost["harness_parts_median_seconds"]
+        print(
+            "   harness trial, median parts: "
+            + ", ".join(f"{name.replace('_', ' ')} {value:.2f} s" for name, value in parts.items())
+        )
+        print(f"   other processes kept {cost['other_cores_busy']} cores busy meanwhile")
 
     if not args.skip_search:
         arms = [
@@ -176,17 +252,27 @@ def main() -> None:
             f"\n2. TPE search on the real sample, {args.budget:.0f} s per arm, "
             f"max {args.max_epochs} epochs:"
         )
-        print("   pruner     trials(complete/pruned)  epochs  seed-baseline AUC  best AUC")
-        for arm in arms:
-            print(
-                f"   {arm['pruner']:<10} {arm['trials_complete']:>6} / {arm['trials_pruned']:<13}"
-                f" {arm['epochs_spent']:>6}  {arm['seed_baseline_auc']:17.4f}  "
-                f"{arm['best_auc']:.4f} (trial {arm['best_trial']})"
+        print(
+            format_table(
+                ["pruner", "complete", "pruned", "epochs", "seed-baseline AUC", "best AUC"],
+                [
+                    [
+                        arm["pruner"],
+                        str(arm["trials_complete"]),
+                        str(arm["trials_pruned"]),
+                        str(arm["epochs_spent"]),
+                        f"{arm['seed_baseline_auc']:.4f}",
+                        f"{arm['best_auc']:.4f} (trial {arm['best_trial']})",
+                    ]
+                    for arm in arms
+                ],
             )
-    out = REPO / "bench" / "results" / "bench_search.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(f"\nwrote {out}")
+        )
+    print(f"\nwrote {write_results('bench_search', results)}")
+
+
+def _span(values: dict) -> str:
+    return f"{values['median']:+.1%} ({values['min']:+.1%}..{values['max']:+.1%})"
 
 
 if __name__ == "__main__":
