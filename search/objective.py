@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from pcam.data import TrainingData
 from pcam.model import count_params
 from pcam.runtime import CPU_DEFAULT, Runtime
-from pcam.train import TrainingDiverged, release_memory, train
+from pcam.train import TrainingDiverged, release_memory, settle_before_trials, train
 from search.space import suggest
 
 
@@ -56,6 +56,7 @@ class Objective:
         self.max_epochs = max_epochs
         self.max_params = max_params
         self.seed = seed
+        settle_before_trials()  # the shared data and the backend: out of per-trial GC
 
     def __call__(self, trial: optuna.Trial) -> float:
         if self.target_trials is not None and not claims_a_slot(trial, self.target_trials):

@@ -49,7 +49,7 @@ from pcam.errors import DataError
 from pcam.feed import PatchFeed
 from pcam.model import ModelParams, build, count_params
 from pcam.runtime import CPU_DEFAULT, Runtime, resolve
-from pcam.train import VAL_AUC, ValidationAUC, release_memory
+from pcam.train import VAL_AUC, ValidationAUC, release_memory, settle_before_trials
 from search.config import SearchConfig
 from search.objective import is_out_of_memory
 from search.runner import describe_trial, log
@@ -563,6 +563,7 @@ def run_keras_tuner(
         config.tuner, max_epochs=config.max_epochs, seed=config.seed, trials=config.trials
     )
     tuner_class = _HyperbandTuner if config.tuner == "hyperband" else _Tuner
+    settle_before_trials()
     # KerasTuner prints to stdout; stdout is kept for the closing summary.
     with contextlib.redirect_stdout(sys.stderr):
         tuner = tuner_class(
