@@ -138,7 +138,7 @@ def _optuna_search(config: SearchConfig, data: TrainingData, enough) -> optuna.S
         if enough(study):
             study.stop()
 
-    study.optimize(objective, callbacks=[stop_at_budget], catch=(TrialFailed,), gc_after_trial=True)
+    study.optimize(objective, callbacks=[stop_at_budget], catch=(TrialFailed,))
     return study
 
 

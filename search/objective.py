@@ -9,9 +9,9 @@ import optuna
 from optuna.trial import TrialState
 
 from pcam.data import TrainingData
-from pcam.model import count_params
+from pcam.model import ModelParams, count_params
 from pcam.runtime import CPU_DEFAULT, Runtime
-from pcam.train import TrainingDiverged, release_memory, settle_before_trials, train
+from pcam.train import EpochHook, TrainingDiverged, release_memory, settle_before_trials, train
 from search.space import suggest
 
 
@@ -81,26 +81,46 @@ class Objective:
             # throw its value away.
             return epoch + 1 < params.epochs and trial.should_prune()
 
+        failure = None
         try:
-            result = train(
-                params,
-                self.data.train,
-                self.data.val,
-                seed=training_seed,
-                on_epoch=report,
-                runtime=self.runtime,
-            )
-        except TrainingDiverged as error:
-            trial.set_user_attr("fail_reason", f"diverged: {error}")
-            raise TrialFailed(str(error)) from None
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            trial.set_user_attr("fail_reason", f"out of memory: {type(error).__name__}")
-            raise TrialFailed(f"out of memory: {error}") from None
+            try:
+                stopped_early, epochs_run, best_val_auc = self._train(
+                    trial, params, seed=training_seed, on_epoch=report
+                )
+            except TrainingDiverged as error:
+                failure = (f"diverged: {error}", str(error))
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                failure = (f"out of memory: {type(error).__name__}", f"out of memory: {error}")
         finally:
+            # Past the inner except blocks nothing refers to the run's model any more (not
+            # even a traceback), so this one collection frees it before the next trial.
             release_memory()
+        if failure is not None:
+            reason, message = failure
+            trial.set_user_attr("fail_reason", reason)
+            raise TrialFailed(message)
+        if stopped_early:
+            trial.set_user_attr("prune_reason", f"pruned after epoch {epochs_run}")
+            raise optuna.TrialPruned(f"pruned after epoch {epochs_run}")
+        return best_val_auc
 
+    def _train(
+        self, trial: optuna.Trial, params: ModelParams, *, seed: int, on_epoch: EpochHook
+    ) -> tuple[bool, int, float]:
+        """Train, record the run on ``trial``; (stopped early, epochs run, best val AUC).
+
+        The result, and with it the model, goes out of scope on return.
+        """
+        result = train(
+            params,
+            self.data.train,
+            self.data.val,
+            seed=seed,
+            on_epoch=on_epoch,
+            runtime=self.runtime,
+        )
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("seconds_per_epoch", round(result.seconds_per_epoch, 3))
@@ -111,7 +131,4 @@ class Objective:
         # What the model really ran with (the runtime line above is what was asked for).
         trial.set_user_attr("dtype_policy", result.model.dtype_policy.name)
         trial.set_user_attr("jit_compile", bool(result.model.jit_compile))
-        if result.stopped_early:
-            trial.set_user_attr("prune_reason", f"pruned after epoch {result.epochs_run}")
-            raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
-        return result.best_val_auc
+        return result.stopped_early, result.epochs_run, result.best_val_auc

@@ -169,7 +169,6 @@ def _optimize(config: SearchConfig, data: TrainingData, study: optuna.Study) -> 
                     timeout=remaining,
                     callbacks=[on_trial_end],
                     catch=(TrialFailed,),
-                    gc_after_trial=True,
                 )
             except STORAGE_ERRORS as error:
                 # A shared database can refuse a write for a moment (a lock held past the

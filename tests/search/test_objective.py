@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import keras
 import optuna
 import pytest
@@ -138,3 +141,43 @@ def test_nop_pruner_never_prunes():
         trial.report(value, step=0)
         assert not trial.should_prune()
         study.tell(trial, value)
+
+
+FREED_SCRIPT = """
+import gc, sys, weakref
+import optuna
+import pcam.train
+from pcam.data import load_training_data
+from search.objective import Objective
+from search.space import seed_baseline_values
+
+built = []
+build = pcam.train.build
+
+def watched_build(*args, **kwargs):
+    model = build(*args, **kwargs)
+    built.append(weakref.ref(model))
+    return model
+
+pcam.train.build = watched_build
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+data = load_training_data(sys.argv[1], limit=40, progress=False)
+objective = Objective(data, max_epochs=1, max_params=10**8, seed=0)
+gc.disable()  # only the harness's own collections count
+study = optuna.create_study(direction="maximize")
+study.enqueue_trial(seed_baseline_values(max_epochs=1) | {"crop": 32, "base_filters": 16})
+study.optimize(objective, n_trials=1)
+print(study.trials[0].state.name, sum(ref() is not None for ref in built), len(built))
+"""
+
+
+def test_a_trials_model_is_freed_when_the_trial_ends(tiny_synthetic):
+    """One collection per trial, after the model is let go: none lives on into the next trial."""
+    done = subprocess.run(
+        [sys.executable, "-c", FREED_SCRIPT, str(tiny_synthetic)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-3:] == ["COMPLETE", "0", "1"]
