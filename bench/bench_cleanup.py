@@ -30,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import REPO, describe_machine, format_table, machine_info, write_results
+from common import DEFAULT_SAMPLE, REPO, describe_machine, format_table, machine_info, write_results
 
 TRIALS_SCRIPT = """
 import gc, json, os, sys, time
@@ -88,9 +88,7 @@ def measure(sample: Path, backend: str, variant: str, trials: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--sample", type=Path, default=REPO.parent / "shared" / "pcam-kaggle-sample"
-    )
+    parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     args = parser.parse_args()

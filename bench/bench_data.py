@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from common import (
-    REPO,
+    DEFAULT_SAMPLE,
     CpuWindow,
     describe_machine,
     format_table,
@@ -50,7 +50,6 @@ from pcam.layouts import detect, open_split
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-DEFAULT_SAMPLE = REPO.parent / "shared" / "pcam-kaggle-sample"
 BATCH = 64
 AUGMENT = Augment(d8=True, hed_jitter=0.05)
 OPEN_REPEATS = 5

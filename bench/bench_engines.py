@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import optuna
 from common import (
-    REPO,
+    DEFAULT_SAMPLE,
     RESULTS,
     describe_machine,
     format_table,
@@ -56,7 +56,6 @@ from search.tuner_engine import run_keras_tuner
 
 ARMS = ("optuna-tpe-hyperband", "optuna-random", "keras-tuner-hyperband", "keras-tuner-bayesian")
 COLOURS = dict(zip(ARMS, ("#1f77b4", "#7f7f7f", "#d62728", "#2ca02c"), strict=True))
-SAMPLE = REPO.parent / "shared" / "pcam-kaggle-sample"
 
 
 def epochs_spent(study: optuna.Study) -> int:
@@ -253,7 +252,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--max-epochs", type=int, default=4, help="most epochs a trial trains (default 4)")
     add("--limit", type=int, default=2000, help="labelled patches used per data set")
     add("--synthetic", type=int, default=2500, help="synthetic patches to generate; 0: none")
-    add("--sample", type=Path, default=SAMPLE, help="the real PCam sample (Kaggle layout)")
+    add("--sample", type=Path, default=DEFAULT_SAMPLE, help="the real PCam sample (Kaggle layout)")
     add("--no-sample", dest="sample", action="store_const", const=None)
     add("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     args = parser.parse_args(argv)

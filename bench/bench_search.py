@@ -27,7 +27,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import optuna
-from common import REPO, CpuWindow, describe_machine, format_table, machine_info, write_results
+from common import (
+    DEFAULT_SAMPLE,
+    CpuWindow,
+    describe_machine,
+    format_table,
+    machine_info,
+    write_results,
+)
 
 from pcam.data import load_training_data
 from pcam.model import SEED_BASELINE, build
@@ -179,9 +186,7 @@ def search_arm(sample: Path, *, pruner: str, budget: float, limit: int, max_epoc
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--sample", type=Path, default=REPO.parent / "shared" / "pcam-kaggle-sample"
-    )
+    parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
     parser.add_argument("--limit", type=int, default=1200, help="labelled patches used")
     parser.add_argument("--budget", type=float, default=600, help="seconds per search arm")
     parser.add_argument("--max-epochs", type=int, default=4)

@@ -35,15 +35,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import CpuWindow, describe_machine, format_table, machine_info, write_results
+from common import (
+    DEFAULT_SAMPLE,
+    CpuWindow,
+    describe_machine,
+    format_table,
+    machine_info,
+    write_results,
+)
 
 from pcam.data import Subset, load_training_data
 from pcam.errors import DataError, run_cli
 from pcam.metrics import roc_auc
 from pcam.model import SEED_BASELINE, ModelParams, count_params
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SAMPLE = REPO.parent / "shared" / "pcam-kaggle-sample"
 
 # The seed design shrunk to train in well under a minute on 2 CPU cores: a quarter of its
 # filters, a smaller dense layer, batch 16 (more steps per epoch) and random symmetries in

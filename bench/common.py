@@ -17,6 +17,8 @@ from search.provenance import git_commit
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
+# The real labelled sample beside the checkout (read-only, never copied into it).
+DEFAULT_SAMPLE = REPO.parent / "shared" / "pcam-kaggle-sample"
 
 
 def _cpu_model() -> str:
