@@ -62,7 +62,7 @@ def timed_cleanup():
 objective.release_memory = timed_cleanup
 study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
 for _ in range(trials):
-    study.enqueue_trial(seed_baseline_values(max_epochs=1))
+    study.enqueue_trial(seed_baseline_values())
 study.optimize(objective.Objective(data, max_epochs=1, max_params=10**9, seed=0), n_trials=trials)
 print(json.dumps({"seconds": seconds, "rss_mib": rss_mib}))
 """

@@ -134,7 +134,7 @@ def main() -> None:
     study = optuna.create_study(
         storage=f"sqlite:///{work}/gpu.db", direction="maximize", pruner=optuna.pruners.NopPruner()
     )
-    values = seed_baseline_values(max_epochs=args.epochs) | {"batch_size": args.batch_size}
+    values = seed_baseline_values() | {"batch_size": args.batch_size}
     trials = 3
     for _ in range(trials):
         study.enqueue_trial(values)

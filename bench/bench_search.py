@@ -88,7 +88,7 @@ def overhead(data, *, epochs: int, rounds: int) -> dict:
                 direction="maximize",
                 pruner=optuna.pruners.NopPruner(),
             )
-            study.enqueue_trial(seed_baseline_values(max_epochs=epochs))
+            study.enqueue_trial(seed_baseline_values())
             objective = Objective(data, max_epochs=epochs, max_params=10**9, seed=0)
             started = time.perf_counter()
             study.optimize(objective, n_trials=1)

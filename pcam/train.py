@@ -24,6 +24,7 @@ from pcam.runtime import CPU_DEFAULT, Runtime
 
 VAL_AUC = "val_auc"  # the key every pruner and report reads; a test checks it is in the history
 PREDICT_BATCH = 256
+SPEED_CHECK_BATCHES = 5  # batches timed after the first (which compiles) to project a run's time
 
 EpochHook = Callable[[int, float], bool]
 
@@ -46,6 +47,8 @@ class TrainResult:
     build_seconds: float
     first_epoch_seconds: float
     val_auc: list[float] = field(default_factory=list)
+    projected_seconds: float = math.nan  # the whole run, projected from its first batches
+    too_slow: bool = False  # stopped because ``projected_seconds`` passed the time cap
 
     @property
     def best_epoch(self) -> int:
@@ -63,14 +66,64 @@ def predict(model: keras.Model, subset: Subset, *, batch_size: int = PREDICT_BAT
     return np.asarray(model.predict(feed, verbose=0), dtype=np.float64).reshape(-1)
 
 
+class SpeedCheck(keras.callbacks.Callback):
+    """Projects the run's time from its first batches; stops it if that passes ``cap``.
+
+    The first batch (which compiles) is left out of the rate; the projection adds it back,
+    plus the time already spent building the model.
+    """
+
+    def __init__(self, *, steps: int, already: float, cap: float | None) -> None:
+        super().__init__()
+        self.steps = steps
+        self.already = already
+        self.cap = cap
+        self.projected = math.nan
+        self.too_slow = False
+        self._started = 0.0
+        self._first_done = 0.0
+        self._done = 0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        if not math.isnan(self.projected):
+            return
+        now = time.perf_counter()
+        self._done += 1  # ``batch`` restarts every epoch; the projection counts the whole run
+        if self._done == 1:
+            self._first_done = now
+            return
+        if self._done <= min(SPEED_CHECK_BATCHES, self.steps - 1):
+            return
+        per_batch = (now - self._first_done) / (self._done - 1)
+        first = self._first_done - self._started
+        self.projected = self.already + first + per_batch * (self.steps - 1)
+        if self.cap is not None and self.projected > self.cap:
+            self.too_slow = True
+            self.model.stop_training = True
+
+
 class ValidationAUC(keras.callbacks.Callback):
     """Adds exact ``val_auc`` and ``val_loss`` to the epoch logs, then asks ``on_epoch``."""
 
-    def __init__(self, val: Subset | None, on_epoch: EpochHook | None, batch_size: int) -> None:
+    def __init__(
+        self,
+        val: Subset | None,
+        on_epoch: EpochHook | None,
+        batch_size: int,
+        *,
+        restore_best: bool = False,
+        speed: SpeedCheck | None = None,
+    ) -> None:
         super().__init__()
         self.val = val
+        self.speed = speed
         self.batch_size = batch_size
         self.on_epoch = on_epoch
+        self.restore_best = restore_best
+        self.best_weights: list[np.ndarray] | None = None
         self.stopped_early = False
         self.val_auc: list[float] = []
         self.epoch_seconds: list[float] = []
@@ -82,6 +135,8 @@ class ValidationAUC(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs if logs is not None else {}
+        if self.speed is not None and self.speed.too_slow:
+            return  # a part-epoch, cut by the time cap: neither scored nor reported
         self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
         if not math.isfinite(logs.get("loss", 0.0)):
             self.model.stop_training = True
@@ -94,6 +149,8 @@ class ValidationAUC(keras.callbacks.Callback):
         auc = roc_auc(self.val.y, probabilities)
         logs[VAL_AUC] = auc
         logs["val_loss"] = binary_cross_entropy(self.val.y, probabilities)
+        if self.restore_best and (not self.val_auc or auc > np.nanmax(self.val_auc)):
+            self.best_weights = [np.array(w) for w in self.model.get_weights()]
         self.val_auc.append(auc)
         if self.on_epoch is not None and self.on_epoch(epoch, auc):
             self.stopped_early = True
@@ -109,14 +166,19 @@ def train(
     epochs: int | None = None,
     on_epoch: EpochHook | None = None,
     runtime: Runtime = CPU_DEFAULT,
+    restore_best: bool = False,
+    time_cap: float | None = None,
     verbose: int = 0,
 ) -> TrainResult:
-    """Build ``params``' model and fit it; ``val_data=None`` trains blind (final retrain)."""
+    """Build ``params``' model and fit it; ``val_data=None`` trains blind (final retrain).
+
+    The learning-rate schedule is planned for ``params.epochs``; ``epochs`` stops the run
+    earlier on that same schedule (a retrain to a trial's best epoch). ``restore_best`` hands
+    back the weights of the best validation epoch. ``time_cap`` (seconds) stops a run whose
+    first batches project it past the cap, before it has cost much (``TrainResult.too_slow``).
+    """
     keras.utils.set_random_seed(seed)
     runtime.apply()
-    build_started = time.perf_counter()
-    model = build(params, jit_compile=runtime.jit_compile)
-    build_seconds = time.perf_counter() - build_started
     feed = PatchFeed(
         train_data,
         batch_size=params.batch_size,
@@ -125,10 +187,19 @@ def train(
         seed=seed,
         workers=runtime.feed_threads,  # threads prepare the next batches during a step
     )
-    watcher = ValidationAUC(val_data, on_epoch, runtime.val_batch_size)
+    build_started = time.perf_counter()
+    model = build(params, steps_per_epoch=len(feed), jit_compile=runtime.jit_compile)
+    build_seconds = time.perf_counter() - build_started
+    run_epochs = epochs or params.epochs
+    speed = SpeedCheck(steps=run_epochs * len(feed), already=build_seconds, cap=time_cap)
+    watcher = ValidationAUC(
+        val_data, on_epoch, runtime.val_batch_size, restore_best=restore_best, speed=speed
+    )
     started = time.perf_counter()
-    fitted = model.fit(feed, epochs=epochs or params.epochs, callbacks=[watcher], verbose=verbose)
+    fitted = model.fit(feed, epochs=run_epochs, callbacks=[speed, watcher], verbose=verbose)
     wall = time.perf_counter() - started
+    if watcher.best_weights is not None:
+        model.set_weights(watcher.best_weights)
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     losses = history.get("loss", [])
     if any(not math.isfinite(loss) for loss in losses):
@@ -146,6 +217,8 @@ def train(
         build_seconds=build_seconds,
         first_epoch_seconds=watcher.epoch_seconds[0] if watcher.epoch_seconds else math.nan,
         val_auc=watcher.val_auc,
+        projected_seconds=speed.projected,
+        too_slow=speed.too_slow,
     )
 
 

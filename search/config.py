@@ -9,16 +9,50 @@ from typing import Any
 
 from pcam.runtime import PRECISIONS
 
+# Bumped when the meaning of a trial's values changes; a study of another version can be
+# scored and submitted, not resumed. 2: epochs became the budget, schedules were added.
+SPACE_VERSION = 2
+
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("hyperband", "median", "sha", "none")
 ENGINES = ("optuna", "keras-tuner")
 TUNERS = ("hyperband", "bayesian", "random")
 STUDIES_DIR = Path("studies")
+# The epoch budget of a trial when --max-epochs is not given: the embedded synthetic set keeps
+# its promise (100 trials within an hour on 2 cores); on real patches the recipe that beats the
+# seed design needs about a dozen epochs to settle (bench/README.md, bench_quality).
+SYNTHETIC_EPOCHS = 4
+REAL_DATA_EPOCHS = 12
+UNTIL_BUDGET = 1_000_000  # --trials when only --budget bounds a search
+BUDGET_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_budget(text: str) -> float:
+    """``2h``, ``90m``, ``1.5h``, ``45s`` or plain seconds, as seconds."""
+    spoken = text.strip().lower()
+    unit = BUDGET_UNITS.get(spoken[-1:])
+    number = spoken[:-1] if unit else spoken
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"--budget {text!r}: write it as 2h, 90m, 1.5h, 45s or seconds") from None
+    if not seconds > 0:
+        raise ValueError(f"--budget {text!r}: must be more than zero")
+    return seconds
 
 
 def default_storage_url(study: str) -> str:
     """Where a study lives when no ``--storage`` is given: ``studies/<study>.db``."""
     return f"sqlite:///{STUDIES_DIR / study}.db"
+
+
+def spoken_duration(seconds: float) -> str:
+    """``45 s``, ``12.5 min``, ``2.0 h``: a duration as a person would say it."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)
@@ -35,7 +69,13 @@ class SearchConfig:
     engine: str = "optuna"
     tuner: str = "hyperband"
     seed: int = 0
-    max_epochs: int = 4
+    max_epochs: int = SYNTHETIC_EPOCHS
+    budget: float | None = None  # seconds; no trial starts after it, the running one is cut
+    max_trial_minutes: float | None = None  # default: half the budget
+    priors: bool = True
+    warm_start: str | None = None
+    warm_start_storage: str | None = None
+    warm_start_top: int = 3
     limit: int | None = None
     val_fraction: float = 0.2
     max_params: int = 20_000_000
@@ -63,6 +103,16 @@ class SearchConfig:
                 f"--workers {self.workers}: --engine {self.engine} runs one worker",
             ),
             (self.timeout is None or self.timeout > 0, "--timeout must be positive seconds"),
+            (self.budget is None or self.budget > 0, "--budget must be positive"),
+            (
+                self.max_trial_minutes is None or self.max_trial_minutes > 0,
+                "--max-trial-minutes must be positive",
+            ),
+            (self.warm_start_top >= 1, f"--warm-start-top {self.warm_start_top}: at least 1"),
+            (
+                self.warm_start is None or self.engine == "optuna",
+                "--warm-start: the Optuna engine's; drop --engine keras-tuner",
+            ),
             (0 < self.val_fraction < 1, f"--val-fraction {self.val_fraction}: must be in (0, 1)"),
             (self.max_params > 0, "--max-params must be positive"),
             (self.workers >= 1, f"--workers {self.workers}: must be at least 1"),
@@ -88,6 +138,13 @@ class SearchConfig:
         return self.storage or default_storage_url(self.study)
 
     @property
+    def trial_cap_seconds(self) -> float | None:
+        """The most one trial may take: ``--max-trial-minutes``, else half the budget."""
+        if self.max_trial_minutes is not None:
+            return 60 * self.max_trial_minutes
+        return None if self.budget is None else self.budget / 2
+
+    @property
     def output_dir(self) -> Path:
         """Where this study's model, submission and report go."""
         return STUDIES_DIR / self.study
@@ -100,6 +157,7 @@ class SearchConfig:
             "val_fraction": self.val_fraction,
             "seed": self.seed,
             "engine": self.engine,
+            "space": SPACE_VERSION,
         }
         if self.engine == "keras-tuner":
             values["tuner"] = self.tuner

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import time
 
 import optuna
 from optuna.trial import TrialState
@@ -49,13 +51,19 @@ class Objective:
         seed: int,
         target_trials: int | None = None,
         runtime: Runtime = CPU_DEFAULT,
+        deadline: float | None = None,
+        time_cap: float | None = None,
     ) -> None:
+        """``deadline`` (``time.monotonic()``) cuts a running trial after the epoch that passes
+        it; ``time_cap`` (seconds) prunes a trial whose first batches project it past that."""
         self.data = data
         self.runtime = runtime
         self.target_trials = target_trials
         self.max_epochs = max_epochs
         self.max_params = max_params
         self.seed = seed
+        self.deadline = deadline
+        self.time_cap = time_cap
         settle_before_trials()  # the shared data and the backend: out of per-trial GC
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -75,16 +83,24 @@ class Objective:
         training_seed = self.seed + trial.number  # fixed by --seed, whichever worker runs it
         trial.set_user_attr("training_seed", training_seed)
 
+        cut_by_budget = False
+
         def report(epoch: int, val_auc: float) -> bool:
+            nonlocal cut_by_budget
             trial.report(val_auc, step=epoch)
-            # After its last epoch a trial is done: pruning it then would save nothing and
+            # After its last epoch a trial is done: stopping it then would save nothing and
             # throw its value away.
-            return epoch + 1 < params.epochs and trial.should_prune()
+            if epoch + 1 >= params.epochs:
+                return False
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                cut_by_budget = True
+                return True
+            return trial.should_prune()
 
         failure = None
         try:
             try:
-                stopped_early, epochs_run, best_val_auc = self._train(
+                stopped_early, epochs_run, best_val_auc, too_slow = self._train(
                     trial, params, seed=training_seed, on_epoch=report
                 )
             except TrainingDiverged as error:
@@ -102,14 +118,22 @@ class Objective:
             trial.set_user_attr("fail_reason", reason)
             raise TrialFailed(message)
         if stopped_early:
-            trial.set_user_attr("prune_reason", f"pruned after epoch {epochs_run}")
-            raise optuna.TrialPruned(f"pruned after epoch {epochs_run}")
+            if too_slow is not None:
+                raise optuna.TrialPruned(too_slow)
+            reason = (
+                f"budget spent: cut after epoch {epochs_run}"
+                if cut_by_budget
+                else f"pruned after epoch {epochs_run}"
+            )
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason)
         return best_val_auc
 
     def _train(
         self, trial: optuna.Trial, params: ModelParams, *, seed: int, on_epoch: EpochHook
-    ) -> tuple[bool, int, float]:
-        """Train, record the run on ``trial``; (stopped early, epochs run, best val AUC).
+    ) -> tuple[bool, int, float, str | None]:
+        """Train, record the run on ``trial``: (stopped early, epochs run, best val AUC, why it
+        was stopped for being too slow, or None).
 
         The result, and with it the model, goes out of scope on return.
         """
@@ -120,7 +144,18 @@ class Objective:
             seed=seed,
             on_epoch=on_epoch,
             runtime=self.runtime,
+            time_cap=self.time_cap,
         )
+        if math.isfinite(result.projected_seconds):
+            trial.set_user_attr("projected_seconds", round(result.projected_seconds, 1))
+        if result.too_slow:
+            reason = (
+                f"too slow: its first batches project {result.projected_seconds / 60:.1f} min "
+                f"for {params.epochs} epochs, over the {self.time_cap / 60:.1f} min a trial "
+                "may take"
+            )
+            trial.set_user_attr("prune_reason", reason)
+            return True, result.epochs_run, result.best_val_auc, reason
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("seconds_per_epoch", round(result.seconds_per_epoch, 3))
@@ -131,4 +166,4 @@ class Objective:
         # What the model really ran with (the runtime line above is what was asked for).
         trial.set_user_attr("dtype_policy", result.model.dtype_policy.name)
         trial.set_user_attr("jit_compile", bool(result.model.jit_compile))
-        return result.stopped_early, result.epochs_run, result.best_val_auc
+        return result.stopped_early, result.epochs_run, result.best_val_auc, None

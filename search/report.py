@@ -27,10 +27,12 @@ import plotly.offline
 from optuna.trial import FrozenTrial, TrialState
 
 from pcam.errors import DataError, preview, run_cli
-from search.config import SearchConfig
+from pcam.metrics import auc_interval
+from search.config import SearchConfig, spoken_duration
+from search.priors import SEED_BASELINE_ROLE
 
 METRIC = "validation AUC"
-BASELINE_ROLE = "seed_baseline"
+BASELINE_ROLE = SEED_BASELINE_ROLE
 TOP_TRIALS = 10
 SLICE_PARAMS = 4
 PARALLEL_PARAMS = 8
@@ -46,7 +48,7 @@ COLOURS = {
 }
 PRUNING_EXPLAINED = (
     "<p class='explain'>Pruning estimate: for every pruned trial, the epochs it was set to run "
-    "(its <code>epochs</code> parameter) minus the epochs it ran, times its own measured seconds "
+    "(the study's epoch budget) minus the epochs it ran, times its own measured seconds "
     "per epoch (training and validation). It assumes the skipped epochs would have cost what the "
     "run ones did, and ignores that the search spent the time saved on other trials.</p>"
 )
@@ -54,6 +56,7 @@ PRUNING_EXPLAINED = (
 HISTORY = "Optimization history"
 CURVES = "Learning curves"
 TOP = f"Top {TOP_TRIALS} trials"
+COST = "What a better model costs"
 IMPORTANCES = "Hyperparameter importances"
 PARALLEL = "Parallel coordinates"
 SLICES = "Slice plots"
@@ -167,14 +170,6 @@ def pruning_savings(trials: list[FrozenTrial], *, max_epochs: int | None) -> Pru
     return Pruning(seconds, epochs, estimated, unmeasured)
 
 
-def _format_seconds(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
@@ -271,6 +266,74 @@ def history_section(facts: StudyFacts) -> Section:
         fig,
         caption="Each complete trial scores its best epoch's validation ROC AUC; the line is "
         "the best so far. Pruned trials sit at the last AUC they reported before being stopped.",
+    )
+
+
+def validation_interval(facts: StudyFacts, trial: FrozenTrial) -> tuple[float, float] | None:
+    """The 95% interval of a trial's validation AUC, where the study records its class counts."""
+    attrs = facts.study.user_attrs
+    if trial.value is None or "val_positives" not in attrs:
+        return None
+    positives = int(attrs["val_positives"])
+    return auc_interval(trial.value, positives, int(attrs["val_patches"]) - positives)
+
+
+def _trial_label(trial: FrozenTrial) -> str:
+    return f"trial {trial.number}" + (" (seed baseline)" if is_baseline(trial) else "")
+
+
+def cost_section(facts: StudyFacts) -> Section:
+    """Best validation AUC of every finished trial against the seconds it trained."""
+    title = COST
+    finished = [
+        t
+        for t in (*facts.complete, *facts.pruned)
+        if t.value is not None and duration_seconds(t) is not None
+    ]
+    if not finished:
+        return Section(title, note=_no_complete_note(facts))
+    fig = go.Figure()
+    for state, trials in (
+        ("complete", [t for t in finished if t.state == TrialState.COMPLETE]),
+        ("pruned", [t for t in finished if t.state == TrialState.PRUNED]),
+    ):
+        if not trials:
+            continue
+        best_seen = [max(t.intermediate_values.values(), default=t.value) for t in trials]
+        errors = [validation_interval(facts, t) for t in trials]
+        fig.add_trace(
+            go.Scatter(
+                x=[duration_seconds(t) / 60 for t in trials],
+                y=best_seen,
+                error_y=None
+                if None in errors
+                else {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [high - v for (_, high), v in zip(errors, best_seen, strict=True)],
+                    "arrayminus": [v - low for (low, _), v in zip(errors, best_seen, strict=True)],
+                    "thickness": 1,
+                    "width": 0,
+                },
+                mode="markers",
+                name=f"{state} trial",
+                text=[_trial_label(t) for t in trials],
+                marker={
+                    "color": COLOURS[state],
+                    "size": [14 if is_baseline(t) else 8 for t in trials],
+                    "symbol": ["star" if is_baseline(t) else "circle" for t in trials],
+                },
+                hovertemplate="%{text}<br>%{x:.1f} min<br>best AUC %{y:.4f}<extra></extra>",
+            )
+        )
+    _style(fig, title="Validation AUC against minutes", x="minutes (wall)", y=METRIC)
+    return Section(
+        title,
+        fig,
+        caption="Each finished trial at its wall time and its best validation AUC (pruned "
+        "trials: the best they reached before being stopped), with its 95% interval "
+        "(Hanley–McNeil, from the validation class counts). A model further right cost more "
+        "compute; one whose interval overlaps the best's is not shown to be worse.",
     )
 
 
@@ -475,7 +538,7 @@ def timeline_section(facts: StudyFacts, now: datetime.datetime) -> Section:
                 textangle=0,
                 insidetextanchor="middle",
                 customdata=[
-                    [t.number, _format_seconds((end - t.datetime_start).total_seconds())]
+                    [t.number, spoken_duration((end - t.datetime_start).total_seconds())]
                     for t, end in zip(trials, ends, strict=True)
                 ],
                 hovertemplate="trial %{customdata[0]}: %{customdata[1]}<br>%{y}<extra>"
@@ -520,6 +583,10 @@ def top_trials_section(facts: StudyFacts) -> Section:
             return "–"
         return f"{trial.value - baseline_value:+.4f}"
 
+    def interval(trial: FrozenTrial) -> str:
+        bounds = validation_interval(facts, trial)
+        return "–" if bounds is None else f"{bounds[0]:.3f}–{bounds[1]:.3f}"
+
     def seconds(trial: FrozenTrial) -> str:
         wall = duration_seconds(trial)
         return f"{wall:.1f}" if wall is not None else "–"
@@ -527,6 +594,7 @@ def top_trials_section(facts: StudyFacts) -> Section:
     results: list[tuple[str, Callable[[FrozenTrial], str]]] = [
         ("rank", lambda t: str(facts.complete.index(t) + 1)),
         (METRIC, lambda t: f"{t.value:.4f}"),
+        ("95% interval", interval),
         ("vs seed baseline", gain),
         ("epochs run", lambda t: str(epochs_run(t))),
         ("best epoch", lambda t: str(t.user_attrs.get("best_epoch", "–"))),
@@ -628,7 +696,7 @@ def headline(facts: StudyFacts, now: datetime.datetime) -> str:
     items.append(("trials", html.escape(_state_counts(facts))))
     durations = [d for d in map(duration_seconds, facts.trials) if d is not None]
     spent = sum(durations)
-    spent_text = f"{_format_seconds(spent)} (sum of {len(durations)} finished trials' durations)"
+    spent_text = f"{spoken_duration(spent)} (sum of {len(durations)} finished trials' durations)"
     if facts.running:
         spent_text += f", plus {len(facts.running)} running"
     items.append(("compute spent", spent_text))
@@ -639,9 +707,9 @@ def headline(facts: StudyFacts, now: datetime.datetime) -> str:
         unpruned = spent + saved.seconds
         share = saved.seconds / unpruned if unpruned > 0 else 0.0
         saved_text = (
-            f"≈ {_format_seconds(saved.seconds)}: {saved.epochs} epochs that "
+            f"≈ {spoken_duration(saved.seconds)}: {saved.epochs} epochs that "
             f"{saved.estimated_trials} pruned trials did not run, {share:.0%} of the "
-            f"{_format_seconds(unpruned)} the search would have needed without pruning"
+            f"{spoken_duration(unpruned)} the search would have needed without pruning"
         )
         if saved.unmeasured_trials:
             saved_text += (
@@ -690,6 +758,7 @@ def sections(facts: StudyFacts, now: datetime.datetime) -> list[Section]:
         (HISTORY, lambda: history_section(facts)),
         (CURVES, lambda: learning_curves_section(facts)),
         (TOP, lambda: top_trials_section(facts)),
+        (COST, lambda: cost_section(facts)),
         (IMPORTANCES, lambda: importance_section(facts, found, why_not)),
         (PARALLEL, lambda: parallel_section(facts, found, why_not)),
         (SLICES, lambda: slice_section(facts, found, why_not)),

@@ -8,7 +8,16 @@ import sys
 
 from pcam.errors import run_cli
 from pcam.runtime import PRECISIONS
-from search.config import ENGINES, PRUNERS, SAMPLERS, TUNERS, SearchConfig
+from search.config import (
+    ENGINES,
+    PRUNERS,
+    REAL_DATA_EPOCHS,
+    SAMPLERS,
+    TUNERS,
+    UNTIL_BUDGET,
+    SearchConfig,
+    parse_budget,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> SearchConfig:
@@ -19,10 +28,19 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
     )
     add = parser.add_argument
     add(
+        "--budget",
+        default=None,
+        metavar="TIME",
+        help="wall time for the whole search, e.g. 2h, 90m, 30m: no trial starts after it, the "
+        "running one is cut after its current epoch, and no trial may take more than half of "
+        "it (see --max-trial-minutes); the main knob on real data",
+    )
+    add(
         "--trials",
         type=int,
-        default=defaults.trials,
-        help="finished (complete or pruned) trials the study should hold (default %(default)s)",
+        default=None,
+        help="finished (complete or pruned) trials the study should hold (default "
+        f"{defaults.trials}, or as many as --budget allows)",
     )
     add(
         "--data",
@@ -52,12 +70,44 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
     add("--sampler", choices=SAMPLERS, default=None, help=f"(default {defaults.sampler})")
     add("--pruner", choices=PRUNERS, default=None, help=f"(default {defaults.pruner})")
     add("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    add(
+        "--max-trial-minutes",
+        type=float,
+        default=None,
+        help="prune a trial whose first batches project it past this (default: half of --budget)",
+    )
+    add(
+        "--no-priors",
+        action="store_true",
+        help="do not enqueue the documented strong designs after the seed baseline",
+    )
+    add(
+        "--warm-start",
+        default=None,
+        metavar="STUDY",
+        help="enqueue the best trials of this earlier study (a search on a subset, on "
+        "synthetic data, or with a shorter budget)",
+    )
+    add(
+        "--warm-start-storage",
+        default=None,
+        metavar="URL",
+        help="where --warm-start's study lives (default: sqlite:///studies/<STUDY>.db)",
+    )
+    add(
+        "--warm-start-top",
+        type=int,
+        default=defaults.warm_start_top,
+        help="how many of its best complete trials to enqueue (default %(default)s)",
+    )
     add("--seed", type=int, default=defaults.seed, help="split, sampler and training seed")
     add(
         "--max-epochs",
         type=int,
-        default=defaults.max_epochs,
-        help="most epochs a trial trains (default %(default)s)",
+        default=None,
+        help="the epoch budget every trial's learning-rate schedule is planned for; the pruner "
+        f"decides how far a trial gets (default {defaults.max_epochs} on the embedded "
+        f"synthetic set, {REAL_DATA_EPOCHS} with --data)",
     )
     add(
         "--limit",
@@ -110,18 +160,34 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
             )
     elif args.tuner is not None:
         parser.error("--tuner is KerasTuner's: add --engine keras-tuner")
+    try:
+        budget = None if args.budget is None else parse_budget(args.budget)
+    except ValueError as error:
+        parser.error(str(error))
+    trials = args.trials
+    if trials is None:
+        trials = UNTIL_BUDGET if budget is not None else defaults.trials
+    max_epochs = args.max_epochs
+    if max_epochs is None:
+        max_epochs = REAL_DATA_EPOCHS if args.data else defaults.max_epochs
     return SearchConfig(
         study=args.study,
         storage=args.storage,
         data=args.data,
-        trials=args.trials,
+        trials=trials,
+        budget=budget,
+        max_trial_minutes=args.max_trial_minutes,
+        priors=not args.no_priors,
+        warm_start=args.warm_start,
+        warm_start_storage=args.warm_start_storage,
+        warm_start_top=args.warm_start_top,
         timeout=args.timeout,
         sampler=args.sampler or defaults.sampler,
         pruner=args.pruner or defaults.pruner,
         engine=args.engine,
         tuner=args.tuner or defaults.tuner,
         seed=args.seed,
-        max_epochs=args.max_epochs,
+        max_epochs=max_epochs,
         limit=args.limit,
         val_fraction=args.val_fraction,
         max_params=args.max_params,

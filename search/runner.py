@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import optuna
 import sqlalchemy.exc
@@ -18,14 +19,22 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from pcam.data import TrainingData, default_data_dir, load_training_data
+from pcam.metrics import auc_interval
 from pcam.runtime import resolve
-from search.config import SearchConfig
+from search.config import SearchConfig, spoken_duration
 from search.objective import Objective, TrialFailed
+from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE, top_trials
 from search.study import finished_trials, open_study
 
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
 STORAGE_RETRIES = 5  # per process: a sixth storage error ends the worker
 STORAGE_RETRY_SECONDS = 5.0
+TOP_IN_SUMMARY = 3
+ROLE_NOTES = {
+    SEED_BASELINE_ROLE: " (seed baseline)",
+    PRIOR_ROLE: " (prior)",
+    WARM_START_ROLE: " (warm start)",
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,8 @@ class SearchOutcome:
     study: optuna.Study
     resumed: bool
     trials_run: int
+    since: datetime | None = None  # when this run began: the trials it ran started after
+    wall_seconds: float = 0.0
 
 
 def load_data(config: SearchConfig) -> TrainingData:
@@ -65,9 +76,12 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     """Run trials until the study holds ``config.trials`` finished (complete or pruned) ones.
 
     Failed trials do not count towards ``--trials``: a search that hits an error, or loses a
-    worker, still ends with the asked number of usable trials (or at ``--timeout``). With
-    ``--workers N`` the study is prepared here and N worker processes share it.
+    worker, still ends with the asked number of usable trials (or at ``--timeout`` or
+    ``--budget``). With ``--workers N`` the study is prepared here and N worker processes
+    share it.
     """
+    started = time.monotonic()
+    since = datetime.now()  # Optuna stamps trials with local naive times
     # Our own line per trial reports failures; Optuna would add a traceback for each.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -82,18 +96,26 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     if already >= config.trials:
         log(f"study {config.study!r} already has {already} finished trials; raise --trials to add")
         return SearchOutcome(study, resumed, 0)
-    started_with = len(study.trials)
+    started_with = _started_trials(study)
     try:
         if config.workers > 1:
             from search.workers import supervise_workers
 
             supervise_workers(config, study)
         else:
-            _optimize(config, data, study)
+            _optimize(config, data, study, started=started)
     finally:  # an interrupted search gets its report too
+        if config.budget is not None and config.worker_index == 0:
+            _record_budget(study, config, since, time.monotonic() - started)
         if config.report and config.worker_index == 0:
             _write_report(study, config)
-    return SearchOutcome(study, resumed, len(study.trials) - started_with)
+    return SearchOutcome(
+        study,
+        resumed,
+        _started_trials(study) - started_with,
+        since=since,
+        wall_seconds=time.monotonic() - started,
+    )
 
 
 def _run_keras_tuner(config: SearchConfig, data: TrainingData) -> SearchOutcome:
@@ -101,14 +123,75 @@ def _run_keras_tuner(config: SearchConfig, data: TrainingData) -> SearchOutcome:
     from search.tuner_engine import open_tuner_study, run_keras_tuner
 
     study, resumed = open_tuner_study(config, data)
-    started_with = len(study.trials)
+    started_with = _started_trials(study)
     try:
         with _sigterm_as_interrupt():
             run_keras_tuner(config, data, study=study)
     finally:  # an interrupted search gets its report too
         if config.report:
             _write_report(study, config)
-    return SearchOutcome(study, resumed, len(study.trials) - started_with)
+    return SearchOutcome(study, resumed, _started_trials(study) - started_with)
+
+
+def _started_trials(study: optuna.Study) -> int:
+    """Trials that ran or run (enqueued ones that still wait do not count)."""
+    return sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+
+
+def budget_account(
+    study: optuna.Study, *, since: datetime, wall_seconds: float
+) -> dict[str, float | int]:
+    """How a run's wall time went: seconds and counts of the complete, pruned and failed
+    trials that started ``since``, and the rest (data, start-up, between trials) as overhead."""
+    account: dict[str, float | int] = {"wall_seconds": round(wall_seconds, 1)}
+    spent = 0.0
+    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+        trials = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(state,))
+            if t.datetime_start is not None and t.datetime_start >= since and not _is_surplus(t)
+        ]
+        seconds = sum(_trial_seconds(t) for t in trials)
+        spent += seconds
+        name = state.name.lower()
+        account[f"{name}_trials"] = len(trials)
+        account[f"{name}_seconds"] = round(seconds, 1)
+    account["overhead_seconds"] = round(max(wall_seconds - spent, 0.0), 1)
+    return account
+
+
+def _trial_seconds(trial: FrozenTrial) -> float:
+    if trial.datetime_complete and trial.datetime_start:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return 0.0
+
+
+def _is_surplus(trial: FrozenTrial) -> bool:
+    return trial.user_attrs.get("fail_reason", "").startswith("surplus")
+
+
+def _record_budget(
+    study: optuna.Study, config: SearchConfig, since: datetime, wall_seconds: float
+) -> None:
+    """Append this run's budget and how it went to the study's ``budget_runs``."""
+    account = budget_account(study, since=since, wall_seconds=wall_seconds)
+    runs = list(study.user_attrs.get("budget_runs", []))
+    started = since.isoformat(timespec="seconds")
+    runs.append({"budget_seconds": config.budget, "started": started, **account})
+    study.set_user_attr("budget_runs", runs)
+
+
+def describe_budget(account: dict[str, float | int], budget: float) -> str:
+    """One line: the budget, what was used, and where it went."""
+
+    def part(name: str) -> str:
+        return f"{name} {account[f'{name}_seconds'] / 60:.1f} min ({account[f'{name}_trials']})"
+
+    return (
+        f"budget {spoken_duration(budget)}: used {account['wall_seconds'] / 60:.1f} min — "
+        f"{part('complete')}, {part('pruned')}, {part('fail')}, overhead "
+        f"{account['overhead_seconds'] / 60:.1f} min (data, start-up, between trials)"
+    )
 
 
 def _write_report(study: optuna.Study, config: SearchConfig) -> None:
@@ -123,8 +206,16 @@ def _write_report(study: optuna.Study, config: SearchConfig) -> None:
         )
 
 
-def _optimize(config: SearchConfig, data: TrainingData, study: optuna.Study) -> None:
-    """This process's trials, one at a time, while the study has free slots."""
+def _optimize(
+    config: SearchConfig, data: TrainingData, study: optuna.Study, *, started: float
+) -> None:
+    """This process's trials, one at a time, while the study has free slots.
+
+    ``started`` (``time.monotonic()``) is when the search began: ``--budget`` counts from it,
+    data loading included.
+    """
+    limits = [config.timeout, config.budget]
+    deadline = min((started + limit for limit in limits if limit is not None), default=None)
     runtime = resolve(
         precision=config.precision,
         jit_compile=config.jit_compile,
@@ -138,6 +229,8 @@ def _optimize(config: SearchConfig, data: TrainingData, study: optuna.Study) -> 
         seed=config.seed,
         target_trials=config.trials,
         runtime=runtime,
+        deadline=None if config.budget is None else started + config.budget,
+        time_cap=config.trial_cap_seconds,
     )
     bar = tqdm(
         total=config.trials,
@@ -149,13 +242,12 @@ def _optimize(config: SearchConfig, data: TrainingData, study: optuna.Study) -> 
     )
 
     def on_trial_end(study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.user_attrs.get("fail_reason", "").startswith("surplus"):
+        if _is_surplus(trial):
             return
         tqdm.write(describe_trial(trial), file=sys.stderr)
         bar.n = finished_trials(study)
         bar.refresh()
 
-    deadline = None if config.timeout is None else time.monotonic() + config.timeout
     storage_errors = 0
     with bar, _sigterm_as_interrupt():
         while True:
@@ -226,7 +318,7 @@ def describe_trial(trial: FrozenTrial) -> str:
         detail = f"  best {best_so_far:.4f}  " + trial.user_attrs.get("prune_reason", "")
     elif trial.state == TrialState.FAIL:
         detail = "  " + trial.user_attrs.get("fail_reason", "failed (see the log above)")
-    role = " (seed baseline)" if trial.user_attrs.get("role") == "seed_baseline" else ""
+    role = ROLE_NOTES.get(trial.user_attrs.get("role", ""), "")
     return (
         f"trial {trial.number:>4} {trial.state.name:<8} val_auc {value}  epochs {epochs:>2}  "
         f"{seconds:6.1f} s{role}{detail}"
@@ -243,14 +335,30 @@ def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
         f"study {config.study!r} ({config.storage_url}): {states[TrialState.COMPLETE]} complete, "
         f"{states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} failed"
     ]
+    if config.budget is not None:
+        account = budget_account(
+            study, since=outcome.since or datetime.min, wall_seconds=outcome.wall_seconds
+        )
+        lines.append(describe_budget(account, config.budget))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         lines.append("no complete trial yet")
         return "\n".join(lines)
     best = study.best_trial
-    lines.append(f"best: trial {best.number}, validation AUC {best.value:.4f}")
+    lines.append(
+        f"best: trial {best.number}, validation AUC {best.value:.4f}{with_interval(study, best)}"
+    )
     lines.append("  params: " + ", ".join(f"{k}={_short(v)}" for k, v in best.params.items()))
-    baseline = next((t for t in complete if t.user_attrs.get("role") == "seed_baseline"), None)
+    runners_up = [t for t in top_trials(study, TOP_IN_SUMMARY) if t.number != best.number]
+    if runners_up:
+        lines.append(
+            "  next: "
+            + "; ".join(
+                f"trial {t.number} {t.value:.4f}{with_interval(study, t)}" for t in runners_up
+            )
+            + " — overlapping intervals are not a ranking: search.submit ensembles the top few"
+        )
+    baseline = next((t for t in complete if t.user_attrs.get("role") == SEED_BASELINE_ROLE), None)
     if baseline is not None:
         gain = best.value - baseline.value
         lines.append(
@@ -266,6 +374,16 @@ def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
         + (f" --storage {config.storage}" if config.storage else "")
     )
     return "\n".join(lines)
+
+
+def with_interval(study: optuna.Study, trial: FrozenTrial) -> str:
+    """`` (95% 0.871–0.912)`` for a trial's validation AUC, from the study's class counts."""
+    attrs = study.user_attrs
+    if "val_positives" not in attrs or trial.value is None:
+        return ""
+    positives = int(attrs["val_positives"])
+    low, high = auc_interval(trial.value, positives, int(attrs["val_patches"]) - positives)
+    return f" (95% {low:.3f}–{high:.3f})"
 
 
 def _short(value: object) -> str:

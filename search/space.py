@@ -4,6 +4,11 @@ Both engines read ``SPACE``: Optuna through ``suggest``, KerasTuner through its 
 hyperparameters of the same names, ranges and scales. Filters per block are not searched one
 by one: a base width doubles at every block (capped at ``MAX_FILTERS``), the design of the
 seed CNN and of most PCam models.
+
+Epochs are not searched: they are the study's budget (``--max-epochs``). Every trial plans its
+learning-rate schedule for the whole budget and the pruner decides how far it gets, so a
+trial is never rewarded for stopping early and a short draw never looks like a bad model.
+Studies made before this (with a searched ``epochs``) can still be scored and submitted.
 """
 
 from __future__ import annotations
@@ -41,13 +46,19 @@ SPACE: tuple[Dimension, ...] = (
     Dimension("batch_norm", choices=(False, True)),
     Dimension("head", choices=("flatten", "global_avg")),
     Dimension("learning_rate", 1e-4, 3e-3, log=True),
-    Dimension("optimizer", choices=("adam", "adamw", "rmsprop", "sgd")),
+    # adamw is adam with weight_decay > 0: searching both would count the same model twice.
+    Dimension("optimizer", choices=("adam", "rmsprop", "sgd")),
+    Dimension("schedule", choices=("constant", "cosine", "one_cycle")),
+    Dimension("warmup", 0.0, 0.2),
+    # Decoupled decay (a step shrinks weights by rate × decay); 0 keeps the seed design in range.
+    Dimension("weight_decay", choices=(0.0, 1e-4, 1e-3, 1e-2, 5e-2)),
+    Dimension("label_smoothing", 0.0, 0.1),
     Dimension("batch_size", choices=(32, 64, 128, 256)),
     Dimension("crop", choices=(32, 48, 64, 96)),
     Dimension("d8", choices=(False, True)),
     Dimension("hed_jitter", 0.0, 0.1),
-    Dimension("epochs", 1, None, integer=True),  # high: the study's --max-epochs
 )
+SEARCHED_EPOCHS = "epochs"  # a dimension of studies made before epochs became the budget
 
 
 def filters_for(blocks: int, base_filters: int) -> tuple[int, ...]:
@@ -55,11 +66,13 @@ def filters_for(blocks: int, base_filters: int) -> tuple[int, ...]:
 
 
 def params_from_values(values: dict[str, Any], *, max_epochs: int) -> ModelParams:
-    """Map sampled values (by ``SPACE`` name) to the params dataclass."""
+    """Map sampled values (by ``SPACE`` name) to the params dataclass; ``max_epochs`` is the
+    budget. A trial of an older study carries its own ``epochs`` (capped at the budget), and
+    lacks the schedule values: it gets the schedule it ran with, a constant rate."""
     values = dict(values)
     base_filters = int(values.pop("base_filters"))
     values["filters"] = filters_for(int(values["blocks"]), base_filters)
-    values["epochs"] = min(int(values["epochs"]), max_epochs)
+    values["epochs"] = min(int(values.get(SEARCHED_EPOCHS, max_epochs)), max_epochs)
     return ModelParams.from_dict(values)
 
 
@@ -70,8 +83,7 @@ def suggest(trial: optuna.Trial, *, max_epochs: int) -> ModelParams:
         if dim.choices is not None:
             values[dim.name] = trial.suggest_categorical(dim.name, dim.choices)
         elif dim.integer:
-            high = max_epochs if dim.high is None else int(dim.high)
-            values[dim.name] = trial.suggest_int(dim.name, int(dim.low), high, log=dim.log)
+            values[dim.name] = trial.suggest_int(dim.name, int(dim.low), int(dim.high), log=dim.log)
         else:
             values[dim.name] = trial.suggest_float(dim.name, dim.low, dim.high, log=dim.log)
     return params_from_values(values, max_epochs=max_epochs)
@@ -86,8 +98,6 @@ def values_for(params: ModelParams) -> dict[str, Any]:
     return values
 
 
-def seed_baseline_values(*, max_epochs: int) -> dict[str, Any]:
-    """Trial 0 of every study: the untuned seed design, trained for the full epoch budget."""
-    values = values_for(SEED_BASELINE)
-    values["epochs"] = max_epochs
-    return values
+def seed_baseline_values() -> dict[str, Any]:
+    """Trial 0 of every study: the untuned seed design (trained, like all, for the budget)."""
+    return values_for(SEED_BASELINE)

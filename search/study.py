@@ -13,7 +13,14 @@ from optuna.trial import TrialState
 
 from pcam.data import TrainingData
 from pcam.errors import DataError
-from search.config import SearchConfig
+from search.config import SPACE_VERSION, SearchConfig, default_storage_url
+from search.priors import (
+    PRIOR_ROLE,
+    SEED_BASELINE_ROLE,
+    WARM_START_ROLE,
+    prior_values,
+    warm_start_values,
+)
 from search.provenance import git_commit, package_versions
 from search.space import seed_baseline_values
 
@@ -38,16 +45,27 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
 
 
+def first_judged_epoch(max_epochs: int) -> int:
+    """The first epoch count at which a pruner may judge a trial: a quarter of the budget.
+
+    Models that win late (batch norm, deeper blocks, a warm-up) trail the fast starters for
+    their first epochs; judging them then rewards speed of start, not the final model.
+    """
+    return max(1, round(max_epochs / 4))
+
+
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
-    """Pruners step on epochs (0-based); Hyperband's resource is the epoch count."""
+    """Pruners step on epochs (0-based); Hyperband's resource is the epoch count. None of
+    them judges a trial before ``first_judged_epoch``."""
+    first = first_judged_epoch(max_epochs)
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=first - 1)
     if name == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
     return optuna.pruners.HyperbandPruner(
-        min_resource=1, max_resource=max_epochs, reduction_factor=3
+        min_resource=first, max_resource=max_epochs, reduction_factor=3
     )
 
 
@@ -108,6 +126,8 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
     if existing:
         study = optuna.load_study(study_name=config.study, storage=storage)
         check_resume(study, config, data)
+    # Read before the study exists: a bad --warm-start must not leave a half-made study behind.
+    points = [] if existing else starting_points(config)[: config.trials - 1]
     # Resumed runs re-seed the sampler with the trial count, so they do not replay the
     # random draws of the first run; each worker of a parallel search has its own stream.
     seed = config.seed + 1000 * config.worker_index + (finished_trials(study) if existing else 0)
@@ -119,15 +139,54 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
         pruner=make_pruner(config.pruner, config.max_epochs),
         load_if_exists=True,
     )
-    already_seeded = any(t.user_attrs.get("role") == "seed_baseline" for t in study.trials)
+    already_seeded = any(t.user_attrs.get("role") == SEED_BASELINE_ROLE for t in study.trials)
     if not existing and not already_seeded:  # (another machine may have just created it)
         for key, value in study_provenance(config, data).items():
             study.set_user_attr(key, value)
-        study.enqueue_trial(
-            seed_baseline_values(max_epochs=config.max_epochs),
-            user_attrs={"role": "seed_baseline"},
-        )
+        study.enqueue_trial(seed_baseline_values(), user_attrs={"role": SEED_BASELINE_ROLE})
+        for values, attrs in points:
+            study.enqueue_trial(values, user_attrs=attrs)
     return study, existing
+
+
+def starting_points(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """What a new study runs after the seed baseline, in order: the best of ``--warm-start``
+    (learnt on this kind of problem), then the documented priors; values with user attrs.
+
+    A study of ``--trials N`` takes the first N - 1 of them, so that none is left waiting.
+    """
+    points: list[tuple[dict[str, Any], dict[str, str]]] = []
+    if config.warm_start is not None:
+        carried = warm_start_values(open_warm_start(config), config.warm_start_top)
+        print(
+            f"warm start: {len(carried)} trial(s) of study {config.warm_start!r} enqueued "
+            f"(its top {config.warm_start_top} complete ones that fit today's search space)",
+            file=sys.stderr,
+        )
+        for number, values in carried:
+            origin = f"{config.warm_start}#{number}"
+            points.append((values, {"role": WARM_START_ROLE, "warm_start": origin}))
+    if config.priors:
+        points += [(values, {"role": PRIOR_ROLE, "prior": name}) for name, values in prior_values()]
+    return points
+
+
+def open_warm_start(config: SearchConfig) -> optuna.Study:
+    """The earlier study ``--warm-start`` names, read-only, with a clear error if missing."""
+    url = config.warm_start_storage or default_storage_url(config.warm_start)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise DataError(
+            f"--warm-start {config.warm_start}: no study database at "
+            f"{url.removeprefix('sqlite:///')}; pass --warm-start-storage URL"
+        )
+    try:
+        return optuna.load_study(study_name=config.warm_start, storage=url)
+    except KeyError:
+        held = optuna.get_all_study_names(storage=url)
+        raise DataError(
+            f"--warm-start {config.warm_start}: no such study in {url} "
+            f"(it holds: {', '.join(sorted(held)) or 'none'})"
+        ) from None
 
 
 def study_provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]:
@@ -141,6 +200,7 @@ def study_provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]
         "split_seed": data.split_seed,
         "train_patches": len(data.train),
         "val_patches": len(data.val),
+        "val_positives": int(data.val.y.sum()),
         "metric": "validation ROC AUC (exact), best epoch",
         "package_versions": package_versions(),
         "git_commit": git_commit(),
@@ -166,8 +226,17 @@ def _check_settings(study: optuna.Study, config: SearchConfig, data: TrainingDat
             f"data (fingerprint {attrs['data_fingerprint']} then, {data.fingerprint} now; "
             f"source then: {attrs.get('data_source')})"
         )
+    recorded = attrs.get("study_defining", {})
+    if "study_defining" in attrs and recorded.get("space", 1) != SPACE_VERSION:
+        raise DataError(
+            f"study {config.study!r} in {config.storage_url} was made by an older pcam-search "
+            f"(search space {recorded.get('space', 1)}: epochs were a searched value, no "
+            f"learning-rate schedules); its trials cannot be mixed with today's. Score or submit "
+            f"it with python -m search.submit --study {config.study}, and start a new --study "
+            "to search on"
+        )
     for key, now in config.study_defining().items():
-        then = attrs.get("study_defining", {}).get(key, now)
+        then = recorded.get(key, now)
         if then != now:
             differences.append(f"{key} ({then} then, {now} now)")
     if differences:

@@ -1,11 +1,19 @@
 """``python -m search.submit --study NAME``: retrain the best trial, export it, write a submission.
 
-The best complete trial (or ``--trial N``, or the top ``--ensemble K``) is rebuilt from its
-recorded values through the same ``params_from_values`` the search used, retrained with a seed
-on training + validation data for the epoch count where its validation AUC peaked, exported
-to ``<out>/best/model.keras`` with ``model.json`` beside it, and the exported file predicts the
-test split with test-time augmentation into ``<out>/submission.csv``. Both are written aside
-and moved into place only when complete: a failed run leaves the previous pair untouched.
+By default the submission averages the top complete trials that the validation set cannot
+tell apart from the best (at most ``AUTO_ENSEMBLE``: those whose validation AUC lies inside
+the best one's 95% interval): on 600 validation patches the best trial is partly the luckiest,
+and averaging its statistical ties is robust to that. ``--trial N`` or ``--ensemble K`` choose
+by hand. Each member is rebuilt from its recorded values through the same
+``params_from_values`` the search used and retrained with a seed on training + validation data
+(``--all``: on every labelled patch of the data set, whatever ``--limit`` the search used) on
+the learning-rate schedule its trial ran — planned for the study's epoch budget, over as many
+steps as the larger set takes — and stopped at the epoch where its validation AUC peaked. No
+held-out data is left to pick weights by, so stopping where the trial peaked is the one choice
+that reproduces what was measured. The model is exported to ``<out>/best/model.keras`` with
+``model.json`` beside it, and the exported file predicts the test split with test-time
+augmentation into ``<out>/submission.csv``. Both are written aside and moved into place only
+when complete: a failed run leaves the previous pair untouched.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pcam.data import Subset, TrainingData, load_split, load_training_data
 from pcam.errors import DataError, preview, run_cli
 from pcam.images import PATCH_SHAPE
-from pcam.metrics import roc_auc
+from pcam.metrics import auc_interval, roc_auc
 from pcam.runtime import CPU_DEFAULT, Runtime, resolve
 from pcam.train import TrainingDiverged, release_memory, train
 from pcam.tta import TTA_MODES, predict_tta
@@ -49,6 +57,7 @@ from search.provenance import git_commit, package_versions
 from search.space import params_from_values
 
 FIT_ON = ("train+val", "train")
+AUTO_ENSEMBLE = 3  # the most members the default ensemble takes
 METADATA_FORMAT = 1
 SUBMISSION_FILE = "submission.csv"
 STUDY_RECORD = ("config", "study_defining", "data_source", "data_fingerprint")
@@ -62,18 +71,22 @@ class SubmitConfig:
     storage: str | None = None
     data: str | None = None
     trial: int | None = None
-    ensemble: int = 1
+    ensemble: int | None = None  # None: the statistical ties of the best, up to AUTO_ENSEMBLE
     tta: str = "d8"
     fit_on: str = "train+val"
+    all_data: bool = False
     out: str | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
         checks = [
             (bool(self.study.strip()), "--study must not be empty"),
-            (self.ensemble >= 1, f"--ensemble {self.ensemble}: must be at least 1"),
             (
-                self.trial is None or self.ensemble == 1,
+                self.ensemble is None or self.ensemble >= 1,
+                f"--ensemble {self.ensemble}: must be at least 1",
+            ),
+            (
+                self.trial is None or self.ensemble in (None, 1),
                 f"--trial {self.trial} and --ensemble {self.ensemble} conflict: an ensemble "
                 "takes the top trials; drop one of the two",
             ),
@@ -132,9 +145,10 @@ def open_existing_study(config: SubmitConfig) -> optuna.Study:
 
 
 def choose_trials(
-    study: optuna.Study, *, trial: int | None = None, ensemble: int = 1
+    study: optuna.Study, *, trial: int | None = None, ensemble: int | None = 1
 ) -> list[FrozenTrial]:
-    """``--trial N``, or the ``ensemble`` complete trials of highest validation AUC, best first."""
+    """``--trial N``, or the ``ensemble`` complete trials of highest validation AUC, best first;
+    ``ensemble=None``: the best and its statistical ties (``statistical_ties``)."""
     trials = study.get_trials(deepcopy=False)
     complete = sorted(
         (t for t in trials if t.state == TrialState.COMPLETE), key=_ranked_value, reverse=True
@@ -160,6 +174,8 @@ def choose_trials(
             + (f": {', '.join(sorted(states))}" if states else "")
             + f"); run python -m search.run --study {study.study_name} to add some"
         )
+    if ensemble is None:
+        return statistical_ties(study, complete)
     if len(complete) < ensemble:
         raise DataError(
             f"--ensemble {ensemble}: study {study.study_name!r} has only {len(complete)} "
@@ -168,14 +184,27 @@ def choose_trials(
     return complete[:ensemble]
 
 
+def statistical_ties(study: optuna.Study, ranked: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The best trial and those (up to ``AUTO_ENSEMBLE`` in all) whose validation AUC lies
+    inside its 95% interval; the best alone where the study lacks the class counts."""
+    best = ranked[0]
+    attrs = study.user_attrs
+    if "val_positives" not in attrs or len(ranked) == 1:
+        return [best]
+    positives = int(attrs["val_positives"])
+    low, _ = auc_interval(best.value, positives, int(attrs["val_patches"]) - positives)
+    return [t for t in ranked[:AUTO_ENSEMBLE] if _ranked_value(t) >= low]
+
+
 def _ranked_value(trial: FrozenTrial) -> float:
     return trial.value if trial.value is not None and math.isfinite(trial.value) else -math.inf
 
 
 def load_study_data(
-    study: optuna.Study, *, data: str | None = None, progress: bool = True
+    study: optuna.Study, *, data: str | None = None, all_data: bool = False, progress: bool = True
 ) -> TrainingData:
-    """The study's data set, split as in the search; refused if its files have changed."""
+    """The study's data set, split as in the search (``all_data``: without its ``--limit``);
+    refused if its files have changed."""
     attrs = study.user_attrs
     settings = attrs["config"]
     path = data or attrs["data_source"]
@@ -183,7 +212,7 @@ def load_study_data(
         path,
         seed=attrs.get("split_seed", settings["seed"]),
         val_fraction=settings["val_fraction"],
-        limit=settings["limit"],
+        limit=None if all_data else settings["limit"],
         progress=progress,
     )
     if training.fingerprint != attrs["data_fingerprint"]:
@@ -236,8 +265,9 @@ def retrain(
         ) from None
     epochs = int(trial.user_attrs.get("best_epoch", params.epochs))
     log(
-        f"retraining trial {trial.number} (validation AUC {trial.value:.4f}) for {epochs} "
-        f"epoch(s) on {len(fit_data)} patches, seed {seed}"
+        f"retraining trial {trial.number} (validation AUC {trial.value:.4f}) on "
+        f"{len(fit_data)} patches, seed {seed}: {params.schedule} schedule planned for "
+        f"{params.epochs} epoch(s), stopped after epoch {epochs} (its best)"
     )
     try:
         result = train(
@@ -258,6 +288,7 @@ def retrain(
         "val_auc": trial.value,
         "params": params.to_dict(),
         "epochs_trained": epochs,
+        "schedule_epochs": params.epochs,
         "seed": seed,
         "train_seconds": round(result.train_seconds, 2),
     }
@@ -340,11 +371,17 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_existing_study(config)
     chosen = choose_trials(study, trial=config.trial, ensemble=config.ensemble)
-    data = load_study_data(study, data=config.data, progress=config.progress)
+    data = load_study_data(
+        study, data=config.data, all_data=config.all_data, progress=config.progress
+    )
     _, test_split = load_split(data.layout.root, "test", progress=config.progress)
     if not len(test_split):
         raise DataError(f"{data.layout.root}: the test split is empty; nothing to submit")
     fit_data, trained_on = fit_subset(data, fit_on=config.fit_on)
+    log(
+        f"members: {', '.join(f'trial {t.number} ({t.value:.4f})' for t in chosen)}"
+        + (" — the best and its statistical ties" if config.ensemble is None else "")
+    )
     settings = study.user_attrs["config"]
     max_epochs = study.user_attrs["study_defining"]["max_epochs"]
 
@@ -379,6 +416,7 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
             train_patches=len(fit_data),
             test_patches=len(test_split),
         )
+        metadata["all_data"] = config.all_data  # every labelled patch, not the search's --limit
         if trained_on == "train":
             val_probabilities = predict_tta(model, data.val, mode=config.tta)
             metadata["retrained_val_auc"] = roc_auc(data.val.y, val_probabilities)
@@ -424,8 +462,16 @@ def parse_args(argv: list[str] | None = None) -> SubmitConfig:
     add(
         "--ensemble",
         type=int,
-        default=defaults.ensemble,
-        help="average the top K complete trials, each retrained (default %(default)s)",
+        default=None,
+        metavar="K",
+        help="average the top K complete trials, each retrained (default: the best and the "
+        f"trials inside its 95%% validation interval, at most {AUTO_ENSEMBLE})",
+    )
+    add(
+        "--all",
+        action="store_true",
+        help="retrain on every labelled patch of the data set, not only those a --limit "
+        "search saw (search small, retrain big)",
     )
     add(
         "--tta",
@@ -448,6 +494,7 @@ def parse_args(argv: list[str] | None = None) -> SubmitConfig:
         data=args.data,
         trial=args.trial,
         ensemble=args.ensemble,
+        all_data=args.all,
         tta=args.tta,
         fit_on=args.fit_on,
         out=args.out,

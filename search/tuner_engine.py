@@ -52,6 +52,7 @@ from pcam.runtime import CPU_DEFAULT, Runtime, resolve
 from pcam.train import VAL_AUC, ValidationAUC, release_memory, settle_before_trials
 from search.config import SearchConfig
 from search.objective import is_out_of_memory
+from search.priors import SEED_BASELINE_ROLE
 from search.runner import describe_trial, log
 from search.space import SPACE, Dimension, params_from_values, seed_baseline_values, suggest
 from search.study import check_resume, connect, finished_trials, study_provenance
@@ -83,18 +84,18 @@ class PcamHyperModel(keras_tuner.HyperModel):
     """``SPACE`` as KerasTuner hyperparameters; builds and trains like ``pcam.train.train``.
 
     The tuner sets ``seed`` before each trial; ``build`` seeds Keras with it (after KerasTuner
-    has cleared the session) and ``fit`` shuffles and augments with it. With
-    ``epochs_from_tuner`` (Hyperband) the epoch count is Hyperband's resource, not a searched
-    value: ``epochs`` is fixed at ``max_epochs`` and each round trains to its ``epochs``.
+    has cleared the session) and ``fit`` shuffles and augments with it. Epochs are the budget,
+    never a hyperparameter: every model's schedule is planned for ``max_epochs`` epochs of
+    ``train_size`` patches, and Hyperband's rounds train to their ``epochs`` on that schedule.
     """
 
     def __init__(
-        self, max_epochs: int, *, runtime: Runtime = CPU_DEFAULT, epochs_from_tuner: bool = False
+        self, max_epochs: int, *, runtime: Runtime = CPU_DEFAULT, train_size: int | None = None
     ) -> None:
         super().__init__(name="pcam_cnn")
         self.max_epochs = max_epochs
         self.runtime = runtime
-        self.epochs_from_tuner = epochs_from_tuner
+        self.train_size = train_size
         self.seed = 0
         self.last_fit: FitRecord | None = None
         self.last_build_seconds = math.nan
@@ -109,10 +110,7 @@ class PcamHyperModel(keras_tuner.HyperModel):
             return dim.choices[list(dim.choices).index(chosen)]  # KerasTuner stores bools as 0/1
         sampling = "log" if dim.log else "linear"
         if dim.integer:
-            high = self.max_epochs if dim.high is None else int(dim.high)
-            if dim.name == "epochs" and self.epochs_from_tuner:
-                return hp.Fixed(dim.name, high)
-            return hp.Int(dim.name, int(dim.low), high, sampling=sampling)
+            return hp.Int(dim.name, int(dim.low), int(dim.high), sampling=sampling)
         value = hp.Float(dim.name, dim.low, dim.high, sampling=sampling)
         return min(max(value, dim.low), dim.high)  # a log scale can round one ulp outside
 
@@ -124,7 +122,8 @@ class PcamHyperModel(keras_tuner.HyperModel):
         keras.utils.set_random_seed(self.seed)
         self.runtime.apply()
         started = time.perf_counter()
-        model = build(params, jit_compile=self.runtime.jit_compile)
+        steps = None if self.train_size is None else math.ceil(self.train_size / params.batch_size)
+        model = build(params, steps_per_epoch=steps, jit_compile=self.runtime.jit_compile)
         self.last_build_seconds = time.perf_counter() - started
         return model
 
@@ -219,7 +218,7 @@ def make_oracle(tuner: str, *, max_epochs: int, seed: int, trials: int) -> keras
         # --trials nor stops the search, and an unexpected error stops it at once (run_trial).
         "max_consecutive_failed_trials": 10**9,
     }
-    seed_values = seed_baseline_values(max_epochs=max_epochs)
+    seed_values = seed_baseline_values()
     if tuner == "hyperband":
         oracle = _HyperbandOracle(
             max_epochs=max_epochs, factor=HYPERBAND_FACTOR, hyperband_iterations=None, **common
@@ -379,7 +378,7 @@ class _EngineTuner:
             "params_count": count_params(params),
             "worker": f"{socket.gethostname()}:{os.getpid()}",
             "runtime": hypermodel.runtime.describe(),
-            "role": "seed_baseline" if self.oracle.start_order[:1] == [trial.trial_id] else None,
+            "role": SEED_BASELINE_ROLE if self.oracle.start_order[:1] == [trial.trial_id] else None,
             "keras_tuner_parent_trial_id": parent,
             "initial_epoch": hp.values.get("tuner/initial_epoch") if parent else None,
         }
@@ -556,9 +555,7 @@ def run_keras_tuner(
         deadline=None if config.timeout is None else time.monotonic() + config.timeout,
         stop_when=stop_when,
     )
-    hypermodel = PcamHyperModel(
-        config.max_epochs, runtime=runtime, epochs_from_tuner=config.tuner == "hyperband"
-    )
+    hypermodel = PcamHyperModel(config.max_epochs, runtime=runtime, train_size=len(data.train))
     oracle = make_oracle(
         config.tuner, max_epochs=config.max_epochs, seed=config.seed, trials=config.trials
     )

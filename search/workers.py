@@ -50,6 +50,10 @@ def worker_argv(config: SearchConfig, index: int) -> list[str]:
         argv += ["--val-batch-size", str(config.val_batch_size)]
     if config.timeout is not None:
         argv += ["--timeout", str(config.timeout)]
+    if config.budget is not None:
+        argv += ["--budget", f"{config.budget}s"]
+    if config.max_trial_minutes is not None:
+        argv += ["--max-trial-minutes", str(config.max_trial_minutes)]
     return argv
 
 

@@ -50,3 +50,60 @@ def test_invalid_params_are_refused():
 def test_params_round_trip_through_dict():
     params = VARIANTS[1]
     assert ModelParams.from_dict(params.to_dict()) == params
+
+
+def _rate(model: keras.Model, step: int) -> float:
+    rate = model.optimizer._learning_rate  # the schedule itself (the property reads step 0)
+    return float(rate(step)) if callable(rate) else float(rate)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "warmup", "expected"),
+    [
+        # 10 epochs × 10 steps; peak 1e-3; (step, rate) pairs
+        ("constant", 0.0, [(0, 1e-3), (50, 1e-3), (99, 1e-3)]),
+        ("constant", 0.1, [(0, 4e-5), (10, 1e-3), (90, 1e-3)]),
+        ("cosine", 0.0, [(0, 1e-3), (50, 5e-4), (100, 0.0)]),
+        ("cosine", 0.2, [(0, 4e-5), (20, 1e-3), (60, 5e-4), (100, 0.0)]),
+        ("one_cycle", 0.0, [(0, 4e-5), (30, 1e-3), (100, 1e-7)]),
+    ],
+)
+def test_the_schedule_is_planned_for_the_whole_budget(schedule, warmup, expected):
+    params = ModelParams(
+        blocks=1, filters=(4,), dense_units=4, crop=32, epochs=10, schedule=schedule, warmup=warmup
+    )
+    model = build(params, steps_per_epoch=10)
+    for step, rate in expected:
+        assert _rate(model, step) == pytest.approx(rate, rel=1e-3, abs=1e-9), (step, rate)
+
+
+def test_batch_norm_remembers_a_quarter_epoch_and_decay_and_smoothing_are_applied():
+    params = ModelParams(
+        blocks=1, filters=(4,), batch_norm=True, dense_units=4, crop=32,
+        weight_decay=1e-2, label_smoothing=0.1,
+    )  # fmt: skip
+    small = build(params, steps_per_epoch=38)  # 2,400 patches at batch 64
+    large = build(params, steps_per_epoch=3438)  # 220,025
+    assert small.get_layer("block1_bn1").momentum == pytest.approx(0.9)
+    assert large.get_layer("block1_bn1").momentum == pytest.approx(0.99)
+    assert build(params).get_layer("block1_bn1").momentum == 0.99  # not built for a run
+    assert small.optimizer.weight_decay == pytest.approx(1e-2)
+    assert small.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
+    assert build(SEED_BASELINE).optimizer.weight_decay is None
+
+
+def test_a_scheduled_model_saves_and_loads_without_custom_objects(tmp_path):
+    params = ModelParams(blocks=1, filters=(4,), dense_units=4, crop=32, schedule="one_cycle")
+    model = build(params, steps_per_epoch=5)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    patches = np.random.default_rng(0).integers(0, 256, (2, 96, 96, 3), dtype=np.uint8)
+    assert np.allclose(loaded.predict(patches, verbose=0), model.predict(patches, verbose=0))
+    assert _rate(loaded, 30) == pytest.approx(_rate(model, 30))
+
+
+def test_bad_schedule_values_are_refused():
+    with pytest.raises(ValueError, match="schedule 'step'"):
+        ModelParams(schedule="step")
+    with pytest.raises(ValueError, match=r"warmup 1\.5"):
+        ModelParams(warmup=1.5)

@@ -38,3 +38,20 @@ def test_models_built_after_settling_are_still_freed(between, alive):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) == alive
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_restore_best_hands_back_the_best_epochs_weights(tiny_synthetic, restore_best):
+    from pcam.data import load_training_data
+    from pcam.metrics import roc_auc
+    from pcam.model import ModelParams
+    from pcam.train import predict, train
+
+    data = load_training_data(tiny_synthetic, limit=60, progress=False)
+    params = ModelParams(
+        blocks=1, filters=(4,), dense_units=8, batch_size=8, epochs=4, crop=32, learning_rate=3e-2
+    )
+    result = train(params, data.train, data.val, seed=3, restore_best=restore_best)
+    scored = roc_auc(data.val.y, predict(result.model, data.val))
+    expected = result.best_val_auc if restore_best else result.val_auc[-1]
+    assert scored == pytest.approx(expected, abs=1e-6)

@@ -49,7 +49,7 @@ def _study_with(values: dict, pruner=None) -> optuna.Study:
 
 def _small_values(**overrides) -> dict:
     return (
-        seed_baseline_values(max_epochs=2)
+        seed_baseline_values()
         | {"blocks": 2, "base_filters": 16, "dense_units": 64, "crop": 32}
         | overrides
     )
@@ -102,7 +102,7 @@ def test_diverging_trial_fails_with_reason_and_the_study_goes_on(tiny_synthetic)
 
 
 def test_oversized_model_is_pruned_before_training(data):
-    study = _study_with(seed_baseline_values(max_epochs=2))
+    study = _study_with(seed_baseline_values())
     study.optimize(Objective(data, max_epochs=2, max_params=1000, seed=0), n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
@@ -165,7 +165,7 @@ data = load_training_data(sys.argv[1], limit=40, progress=False)
 objective = Objective(data, max_epochs=1, max_params=10**8, seed=0)
 gc.disable()  # only the harness's own collections count
 study = optuna.create_study(direction="maximize")
-study.enqueue_trial(seed_baseline_values(max_epochs=1) | {"crop": 32, "base_filters": 16})
+study.enqueue_trial(seed_baseline_values() | {"crop": 32, "base_filters": 16})
 study.optimize(objective, n_trials=1)
 print(study.trials[0].state.name, sum(ref() is not None for ref in built), len(built))
 """

@@ -29,6 +29,7 @@ MAX_EPOCHS = 4
 PLOT_TITLES = {
     "Optimization history",
     "Learning curves",
+    "What a better model costs",
     "Hyperparameter importances",
     "Parallel coordinates",
     "Slice plots",
@@ -115,10 +116,10 @@ def full_study(folder: Path, name: str = "fake") -> optuna.Study:
         values = None
         if number == 0:
             extra = {"role": "seed_baseline"}
-            values = seed_baseline_values(max_epochs=MAX_EPOCHS)
+            values = seed_baseline_values()
         draw = sampled_params(number, values)
         quality = 0.80 + 0.12 * rng.random() + (0.0 if number == 0 else 0.002 * number)
-        epochs = draw[0]["epochs"]
+        epochs = int(rng.integers(1, MAX_EPOCHS + 1))
         state = TrialState.COMPLETE
         if number % 3 == 2:
             state, epochs = TrialState.PRUNED, int(rng.integers(1, max(epochs, 2)))
@@ -228,22 +229,20 @@ def test_history_marks_the_baseline_and_curves_show_pruning(full_report):
 
 def test_pruning_savings_counts_the_epochs_not_run(tmp_path):
     study = new_study(tmp_path)
-    baseline = seed_baseline_values(max_epochs=MAX_EPOCHS)
+    baseline = seed_baseline_values()  # every trial is planned for the budget, MAX_EPOCHS
 
-    def planned(epochs: int) -> dict:
-        return baseline | {"epochs": epochs}  # the trial's own epoch budget
-
-    add_trial(study, seed=1, curve=[0.7, 0.8, 0.85, 0.86], values=planned(4))
+    add_trial(study, seed=1, curve=[0.7, 0.8, 0.85, 0.86], values=baseline)
     pruned = {"state": TrialState.PRUNED}
-    add_trial(study, seed=2, curve=[0.6], values=planned(4), seconds_per_epoch=2.5, **pruned)
-    add_trial(study, seed=3, curve=[0.6, 0.62], values=planned(3), seconds_per_epoch=10, **pruned)
-    add_trial(study, seed=4, curve=[], values=planned(4), **pruned)  # over --max-params
+    add_trial(study, seed=2, curve=[0.6], values=baseline, seconds_per_epoch=2.5, **pruned)
+    add_trial(study, seed=3, curve=[0.6, 0.62], values=baseline, seconds_per_epoch=10, **pruned)
+    add_trial(study, seed=4, curve=[], values=baseline, **pruned)  # over --max-params
     saved = pruning_savings(study.trials, max_epochs=MAX_EPOCHS)
-    assert saved.seconds == pytest.approx(3 * 2.5 + 1 * 10)
-    assert saved.epochs == 4
+    skipped = (MAX_EPOCHS - 1, MAX_EPOCHS - 2)
+    assert saved.seconds == pytest.approx(skipped[0] * 2.5 + skipped[1] * 10)
+    assert saved.epochs == sum(skipped)
     assert (saved.estimated_trials, saved.unmeasured_trials) == (2, 1)
     page = render(study, tmp_path)[1]
-    assert "≈ 18 s: 4 epochs that 2 pruned trials did not run" in page
+    assert "≈ 28 s: 5 epochs that 2 pruned trials did not run" in page
     assert "Pruning estimate:" in page
 
 
@@ -273,7 +272,7 @@ def test_study_of_only_failed_trials_lists_them(tmp_path):
 
 def test_running_study_is_a_snapshot_with_the_running_trial(tmp_path):
     study = new_study(tmp_path)
-    add_trial(study, seed=0, curve=[0.7, 0.75], values=seed_baseline_values(max_epochs=4))
+    add_trial(study, seed=0, curve=[0.7, 0.75], values=seed_baseline_values())
     running = study.ask()
     suggest(running, max_epochs=MAX_EPOCHS)
     running.set_user_attr("worker", "node-c:7")
@@ -468,3 +467,23 @@ def test_report_renders_in_a_browser(full_db, tmp_path):
     colours = image.getcolors(maxcolors=1_000_000)
     assert colours is None or len(colours) > 50, "the screenshot is (nearly) one colour"
     assert not math.isclose(np.asarray(image).std(), 0.0)
+
+
+def test_top_trials_carry_their_interval_and_the_cost_plot_their_minutes(tmp_path):
+    study = new_study(tmp_path)
+    study.set_user_attr("val_positives", 240)
+    study.set_user_attr("val_patches", 600)
+    add_trial(
+        study, seed=0, curve=[0.80, 0.90], values=seed_baseline_values(), role="seed_baseline"
+    )
+    add_trial(study, seed=1, curve=[0.85, 0.93], seconds_per_epoch=90.0)
+    add_trial(study, seed=2, curve=[0.70], state=TrialState.PRUNED, seconds_per_epoch=60.0)
+    page = render(study, tmp_path)[1]
+    assert "95% interval" in page and "0.907–0.953" in page  # 0.93 on 240 + 360 patches
+    cost = figures_of(page)["What a better model costs"]["data"]
+    points = {trace["name"]: trace for trace in cost}
+    assert points["complete trial"]["x"] == pytest.approx([3.0, 1.0])  # minutes, best first
+    assert points["complete trial"]["y"] == pytest.approx([0.93, 0.90])
+    assert points["pruned trial"]["y"] == pytest.approx([0.70])
+    errors = points["complete trial"]["error_y"]
+    assert errors["array"][0] == pytest.approx(0.0234, abs=0.001)

@@ -57,7 +57,7 @@ def test_study_starts_with_the_seed_baseline_and_stores_epochs(tmp_path, tiny_sy
     assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 3
     first = trials[0]
     assert first.user_attrs["role"] == "seed_baseline"
-    assert first.params == seed_baseline_values(max_epochs=2)
+    assert first.params == seed_baseline_values()
     assert sorted(first.intermediate_values) == [0, 1]
     attrs = outcome.study.user_attrs
     assert attrs["split_seed"] == 0 and attrs["data_fingerprint"]
@@ -155,7 +155,7 @@ def rss_mib():
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 data = load_training_data(sys.argv[1], limit=40, progress=False)
 study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
-values = seed_baseline_values(max_epochs=1) | {"crop": 32, "base_filters": 16}
+values = seed_baseline_values() | {"crop": 32, "base_filters": 16}
 for _ in range(10):
     study.enqueue_trial(values)
 rss = []

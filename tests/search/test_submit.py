@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -343,3 +343,65 @@ def test_failure_after_training_leaves_the_previous_submission(tiny_study, tmp_p
     assert (out / "submission.csv").read_text() == "id,label\nold,0.5\n"
     assert sorted(p.name for p in out.iterdir()) == ["best", "submission.csv"]
     assert not any((out / "best").iterdir())
+
+
+def test_the_retrain_reproduces_the_trials_schedule_and_stops_at_its_best_epoch():
+    """Planned for the study's budget over the fit set's steps; stopped where the trial peaked."""
+    from search.space import SPACE
+    from search.submit import retrain
+
+    values = {
+        "blocks": 1, "base_filters": 16, "convs_per_block": 1, "kernel_size": 3,
+        "block_dropout": 0.0, "dense_units": 64, "dense_dropout": 0.0, "batch_norm": True,
+        "head": "global_avg", "learning_rate": 1e-3, "optimizer": "adam", "schedule": "cosine",
+        "warmup": 0.1, "weight_decay": 1e-3, "label_smoothing": 0.05, "batch_size": 32,
+        "crop": 32, "d8": True, "hed_jitter": 0.0,
+    }  # fmt: skip
+    scratch = optuna.create_study()
+    scratch.enqueue_trial(values)
+    sampled = scratch.ask()
+    from search.space import suggest
+
+    suggest(sampled, max_epochs=6)
+    assert set(sampled.params) == {dim.name for dim in SPACE}
+    trial = optuna.trial.create_trial(
+        params=sampled.params,
+        distributions=sampled.distributions,
+        value=0.9,
+        user_attrs={"best_epoch": 2},
+    )
+    fit_data = random_subset(100)  # 4 steps an epoch at batch 32
+    model, record = retrain(trial, fit_data, max_epochs=6, seed=0, progress=False)
+    assert record["epochs_trained"] == 2 and record["schedule_epochs"] == 6
+    assert record["params"]["schedule"] == "cosine" and record["params"]["epochs"] == 6
+    assert int(model.optimizer.iterations) == 2 * 4
+    schedule = model.optimizer._learning_rate.get_config()
+    total = 6 * 4
+    warmup = round(0.1 * total)
+    assert (schedule["warmup_steps"], schedule["decay_steps"]) == (warmup, total - warmup)
+    assert schedule["warmup_target"] == pytest.approx(1e-3)
+    assert model.get_layer("block1_bn1").momentum == pytest.approx(0.9)
+
+
+def test_submit_all_retrains_on_every_labelled_patch_not_the_searched_subset(tmp_path):
+    """Search small (--limit 40 of 120 patches), retrain big (--all: all 120)."""
+    data = generate(tmp_path / "data", n_train=120, n_test=8, seed=5, workers=1, progress=False)
+    storage = f"sqlite:///{tmp_path / 'small.db'}"
+    run_search(
+        SearchConfig(
+            study="small",
+            storage=storage,
+            data=str(data),
+            trials=1,
+            max_epochs=1,
+            limit=40,
+            progress=False,
+            report=False,
+        )
+    )
+    config = SubmitConfig(study="small", storage=storage, progress=False, tta="none")
+    searched = submit(replace(config, out=str(tmp_path / "searched")))
+    everything = submit(replace(config, out=str(tmp_path / "all"), all_data=True))
+    assert (searched.metadata["train_patches"], searched.metadata["all_data"]) == (40, False)
+    assert (everything.metadata["train_patches"], everything.metadata["all_data"]) == (120, True)
+    assert everything.metadata["data_fingerprint"] == searched.metadata["data_fingerprint"]

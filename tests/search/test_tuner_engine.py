@@ -96,13 +96,10 @@ def test_space_is_declared_as_keras_tuner_hyperparameters() -> None:
             assert list(found.values) == list(dim.choices)
         else:
             assert found.min_value == dim.low
-            assert found.max_value == (7 if dim.high is None else dim.high)
+            assert found.max_value == dim.high
             assert found.sampling == ("log" if dim.log else "linear")
     assert declared["learning_rate"].sampling == "log"
-    # Under Hyperband the epoch count is Hyperband's resource
-    hp = keras_tuner.HyperParameters()
-    assert PcamHyperModel(7, epochs_from_tuner=True).values(hp)["epochs"] == 7
-    assert type(hp.space[-1]).__name__ == "Fixed"
+    assert "epochs" not in declared  # the budget, never a hyperparameter (Hyperband's resource)
 
 
 def test_command_line_picks_the_engine_and_refuses_conflicts() -> None:
@@ -138,7 +135,7 @@ def test_random_search_copies_each_trial_once_through_failures_and_interruptions
     assert [t.state for t in study.trials] == [complete, fail, complete]
     assert study.trials[1].user_attrs["fail_reason"].startswith("diverged")
     baseline = study.trials[0]
-    assert baseline.params == seed_baseline_values(max_epochs=2)
+    assert baseline.params == seed_baseline_values()
     assert sorted(baseline.intermediate_values) == [0, 1]
     attrs = study.user_attrs
     assert attrs["study_defining"]["engine"] == "keras-tuner"
@@ -176,7 +173,7 @@ def test_hyperband_resumes_its_bracket_and_submit_retrains_the_best(tmp_path, sy
     config = _config(tmp_path, synthetic, tuner="hyperband", trials=4, max_epochs=3, report=True)
     outcome = run_search(config)
     assert [len(t.intermediate_values) for t in outcome.study.trials] == [3, 1, 1, 1]
-    assert outcome.study.trials[0].params["epochs"] == 3
+    assert "epochs" not in outcome.study.trials[0].params
     assert (config.output_dir / "report.html").is_file()
     assert "seed baseline (trial 0)" in summary(outcome, config)
 
@@ -188,13 +185,10 @@ def test_hyperband_resumes_its_bracket_and_submit_retrains_the_best(tmp_path, sy
     round_values = _keras_tuner_trial(config, promoted).hyperparameters.values
     assert (round_values["tuner/initial_epoch"], round_values["tuner/epochs"]) == (1, 3)
     assert promoted.user_attrs["initial_epoch"] == 1 and promoted.user_attrs["epochs_run"] == 2
-    assert promoted.params["epochs"] == 3
     parent = next(
         t for t in resumed.study.trials if t.user_attrs["keras_tuner_trial_id"] == parent_id
     )
-    assert {k: v for k, v in promoted.params.items() if k != "epochs"} == {
-        k: v for k, v in parent.params.items() if k != "epochs"
-    }
+    assert promoted.params == parent.params
     assert sorted(promoted.intermediate_values) == [1, 2]  # after the parent's best epoch
     _check_copies(resumed.study, config)
 

@@ -1,0 +1,285 @@
+"""What the search is for: ROC AUC on patches no search saw, against the designs it must beat.
+
+``python bench/bench_quality.py --arm all --budget 30m`` locks away a stratified, seeded
+1,000 of the real sample's 4,000 labelled patches as a test set, and lays the other 3,000 out
+as a Kaggle-layout folder (links to the sample's files, never copies) whose ``test/`` holds
+the locked patches without labels. On those 3,000 it runs:
+
+- (a) ``seed``: the seed design, trained once through ``pcam.train`` for its 10 epochs
+  (2,400 / 600 stratified split), best-validation weights;
+- (b) ``recipe``: the hand-written recipe (``search.priors.HAND_RECIPE``), trained once the
+  same way for its 20 epochs;
+- (c) ``search``: ``python -m search.run --data FOLDER --budget B`` with its real-data
+  defaults, then ``python -m search.submit`` with its defaults; the submission it writes for
+  ``test/`` is scored against the locked labels.
+
+For each: test ROC AUC with a 95% bootstrap interval (1,000 resamples within each class),
+the wall time, and the machine. (a) and (b) are also scored with 8-view test-time
+augmentation, which (c)'s submission uses by default, so the table separates what the
+search found from what TTA adds.
+
+Each arm saves its result to ``bench/results/quality/<arm>[-<budget>].json`` with the split's
+id and the commit, so arms can run one at a time (``--arm seed``, ``--arm recipe``,
+``--arm search --budget 2h``, e.g. the long one in the background early in a session), and
+``--arm table`` assembles the table from the saved results of the same split.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from common import (
+    DEFAULT_SAMPLE,
+    RESULTS,
+    CpuWindow,
+    describe_machine,
+    format_table,
+    machine_info,
+    write_results,
+)
+
+QUALITY = RESULTS / "quality"
+TEST_PATCHES = 1000
+ARMS = ("seed", "recipe", "search")
+
+
+def lock_split(sample: Path, folder: Path, *, seed: int, test_size: int) -> dict[str, Any]:
+    """Lay out the search's data set (Kaggle layout, links) with the locked patches as test/.
+
+    Returns the split's record: its id (a hash of the locked ids), sizes and the labels file.
+    """
+    labels = pd.read_csv(sample / "train_labels.csv", dtype={"id": str})
+    labels = labels.sort_values("id").reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    locked_rows = []
+    for label in (0, 1):
+        rows = np.flatnonzero(labels["label"].to_numpy() == label)
+        share = round(test_size * len(rows) / len(labels))
+        locked_rows.append(rng.choice(rows, size=share, replace=False))
+    locked = labels.iloc[np.sort(np.concatenate(locked_rows))]
+    searched = labels.drop(index=locked.index)
+    split_id = hashlib.sha256(",".join(locked["id"]).encode()).hexdigest()[:12]
+    root = folder / f"split-{split_id}"
+    data = root / "data"
+    if not (data / "sample_submission.csv").is_file():
+        for part, frame in (("train", searched), ("test", locked)):
+            (data / part).mkdir(parents=True, exist_ok=True)
+            for patch_id in frame["id"]:
+                link = data / part / f"{patch_id}.tif"
+                if not link.exists():
+                    link.symlink_to((sample / "train" / f"{patch_id}.tif").resolve())
+        searched.to_csv(data / "train_labels.csv", index=False)
+        locked.to_csv(root / "locked_labels.csv", index=False)
+        locked.assign(label=0).to_csv(data / "sample_submission.csv", index=False)
+    return {
+        "split_id": split_id,
+        "split_seed": seed,
+        "data": str(data),
+        "locked_labels": str(root / "locked_labels.csv"),
+        "searched_patches": len(searched),
+        "locked_patches": len(locked),
+        "locked_positives": int(locked["label"].sum()),
+    }
+
+
+def test_scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    from pcam.metrics import bootstrap_auc_interval, roc_auc
+
+    low, high = bootstrap_auc_interval(labels, probabilities)
+    return {"auc": roc_auc(labels, probabilities), "low": low, "high": high}
+
+
+def train_once(split: dict[str, Any], which: str) -> dict[str, Any]:
+    """Arms (a) and (b): one ``pcam.train`` run with best-validation weights, then the test."""
+    from pcam.data import load_split, load_training_data
+    from pcam.model import SEED_BASELINE, count_params
+    from pcam.train import train
+    from pcam.tta import predict_tta
+    from search.predict import read_labels, whole_split
+    from search.priors import HAND_RECIPE
+
+    params = SEED_BASELINE if which == "seed" else HAND_RECIPE
+    with CpuWindow() as window:
+        started = time.perf_counter()
+        data = load_training_data(split["data"], seed=0, val_fraction=0.2, progress=False)
+        result = train(params, data.train, data.val, seed=0, restore_best=True, verbose=2)
+        _, test = load_split(split["data"], "test", progress=False)
+        labels = read_labels(split["locked_labels"], test.ids)
+        plain = predict_tta(result.model, whole_split(test), mode="none")
+        d8 = predict_tta(result.model, whole_split(test), mode="d8")
+        wall = time.perf_counter() - started
+    return {
+        "arm": which,
+        "params": params.to_dict(),
+        "weights": count_params(params),
+        "val_auc": result.val_auc,
+        "best_epoch": result.best_epoch,
+        "test": test_scores(labels, plain),
+        "test_tta_d8": test_scores(labels, d8),
+        "wall_seconds": round(wall, 1),
+        "busy_elsewhere_cores": round(window.other_cores, 2),
+    }
+
+
+def search_arm(split: dict[str, Any], budget: str, *, extra: list[str]) -> dict[str, Any]:
+    """Arm (c): ``search.run --budget`` then ``search.submit``, as a user would type them."""
+    from search.predict import read_labels
+
+    study = f"quality-{split['split_id']}-{budget}"
+    work = QUALITY / study
+    storage = f"sqlite:///{work / 'study.db'}"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "study.db").unlink(missing_ok=True)
+    common = ["--study", study, "--storage", storage, "--no-progress"]
+    run = [*common, "--data", split["data"], "--budget", budget, "--no-report", *extra]
+    times = {}
+    with CpuWindow() as window:
+        for name, command in (
+            ("search", [sys.executable, "-m", "search.run", *run]),
+            ("submit", [sys.executable, "-m", "search.submit", *common, "--out", str(work)]),
+        ):
+            started = time.perf_counter()
+            print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)
+            subprocess.run(command, check=True, cwd=work)
+            times[name] = round(time.perf_counter() - started, 1)
+    submission = pd.read_csv(work / "submission.csv", dtype={"id": str})
+    labels = read_labels(split["locked_labels"], submission["id"].to_numpy())
+    import optuna
+
+    loaded = optuna.load_study(study_name=study, storage=storage)
+    model_record = pd.read_json(work / "best" / "model.json", typ="series")
+    return {
+        "arm": "search",
+        "budget": budget,
+        "extra_args": extra,
+        "test": test_scores(labels, submission["label"].to_numpy()),
+        "search_seconds": times["search"],
+        "submit_seconds": times["submit"],
+        "wall_seconds": round(times["search"] + times["submit"], 1),
+        "busy_elsewhere_cores": round(window.other_cores, 2),
+        "budget_runs": loaded.user_attrs.get("budget_runs"),
+        "trials": [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "role": t.user_attrs.get("role"),
+                "prior": t.user_attrs.get("prior"),
+                "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+                "params": t.params,
+                "reason": t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason"),
+            }
+            for t in loaded.trials
+        ],
+        "submitted": {
+            "members": [m["trial"] for m in model_record["members"]],
+            "tta": model_record["tta"],
+            "trained_on": model_record["trained_on"],
+        },
+    }
+
+
+def result_path(arm: str, budget: str | None) -> Path:
+    return QUALITY / (f"{arm}-{budget}.json" if budget else f"{arm}.json")
+
+
+def interval(scores: dict[str, Any]) -> str:
+    return f"{scores['auc']:.4f} ({scores['low']:.3f}–{scores['high']:.3f})"
+
+
+def table(split_id: str) -> str:
+    """The Markdown table of every saved result of this split."""
+    rows = []
+    machines = set()
+    for path in sorted(QUALITY.glob("*.json")):
+        record = pd.read_json(path, typ="series").to_dict()
+        if record.get("split", {}).get("split_id") != split_id:
+            continue
+        result = record["result"]
+        machines.add(record["machine_line"])
+        if result["arm"] == "search":
+            name = f"(c) search --budget {result['budget']} + submit"
+            tta = "–"
+            detail = (
+                f"search {result['search_seconds'] / 60:.1f} min + submit "
+                f"{result['submit_seconds'] / 60:.1f} min"
+            )
+        else:
+            name = {"seed": "(a) seed design, 10 epochs", "recipe": "(b) hand recipe, 20 epochs"}[
+                result["arm"]
+            ]
+            tta = interval(result["test_tta_d8"])
+            detail = f"best epoch {result['best_epoch']}"
+        rows.append(
+            [
+                name,
+                interval(result["test"]),
+                tta,
+                f"{result['wall_seconds'] / 60:.1f} min",
+                detail,
+                record["machine"]["commit"][:7],
+            ]
+        )
+    header = ["arm", "test AUC (95% CI)", "with d8 TTA", "wall", "detail", "commit"]
+    return "\n".join(
+        [format_table(header, rows), "", *(f"machine: {line}" for line in sorted(machines))]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arm", choices=(*ARMS, "all", "table"), default="all")
+    parser.add_argument("--budget", default="30m", help="the search arm's --budget (default 30m)")
+    parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument(
+        "--search-args",
+        default="",
+        help="more arguments for search.run in the search arm, e.g. '--pruner none'",
+    )
+    args = parser.parse_args(argv)
+    if not (args.sample / "train_labels.csv").is_file():
+        parser.error(f"--sample {args.sample}: no train_labels.csv; pass the real PCam sample")
+    split = lock_split(args.sample, QUALITY, seed=args.split_seed, test_size=TEST_PATCHES)
+    print(
+        f"split {split['split_id']}: {split['searched_patches']} patches to search on, "
+        f"{split['locked_patches']} locked away ({split['locked_positives']} positive)",
+        file=sys.stderr,
+    )
+    arms = ARMS if args.arm == "all" else (() if args.arm == "table" else (args.arm,))
+    for arm in arms:
+        info = machine_info()
+        print(f"arm {arm}: {describe_machine(info)}", file=sys.stderr, flush=True)
+        if arm == "search":
+            result = search_arm(split, args.budget, extra=args.search_args.split())
+        else:
+            result = train_once(split, arm)
+        write_results(
+            arm,
+            {
+                "split": split,
+                "machine": info,
+                "machine_line": describe_machine(info),
+                "result": result,
+            },
+            path=result_path(arm, args.budget if arm == "search" else None),
+        )
+        print(f"arm {arm}: test AUC {interval(result['test'])}", file=sys.stderr, flush=True)
+    print(table(split["split_id"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Spending a budget: --budget, the per-trial time cap, pruning that waits, priors and warm
+starts, old studies, and the statistical ties a submission ensembles."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from pcam.data import load_training_data
+from pcam.errors import DataError
+from search.config import SearchConfig, parse_budget
+from search.objective import Objective
+from search.priors import PRIOR_ROLE, PRIORS, SEED_BASELINE_ROLE, WARM_START_ROLE
+from search.runner import run_search, summary
+from search.space import seed_baseline_values, suggest
+from search.study import first_judged_epoch, make_pruner, open_study
+from search.submit import choose_trials
+
+SMALL = {"blocks": 2, "base_filters": 16, "dense_units": 64, "crop": 32, "batch_size": 32}
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def data(tiny_synthetic):
+    return load_training_data(tiny_synthetic, limit=40, progress=False)
+
+
+def _config(tmp_path, data_path, **overrides) -> SearchConfig:
+    values = dict(
+        study="budget",
+        storage=f"sqlite:///{tmp_path / 'budget.db'}",
+        data=str(data_path),
+        trials=3,
+        max_epochs=2,
+        limit=40,
+        progress=False,
+        report=False,
+        priors=False,
+    )
+    return SearchConfig(**(values | overrides))
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("2h", 7200), ("90m", 5400), ("1.5h", 5400), ("45s", 45), ("600", 600)]
+)
+def test_budgets_are_read_as_people_write_them(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["two hours", "0m", "-5m", "h"])
+def test_a_bad_budget_is_refused_on_the_command_line(text):
+    done = subprocess.run(
+        [sys.executable, "-m", "search.run", "--budget", text],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--budget" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_budget_cuts_the_running_trial_starts_no_other_and_is_recorded(
+    tmp_path, tiny_synthetic
+):
+    # An epoch budget no trial can finish in 20 s: trial 0 is cut after the epoch that
+    # passes the budget, and no trial starts after it.
+    config = _config(
+        tmp_path, tiny_synthetic, trials=10**6, max_epochs=500, budget=20.0, max_trial_minutes=60
+    )
+    outcome = run_search(config)
+    trials = outcome.study.trials
+    assert len(trials) == 1
+    cut = trials[0]
+    assert cut.state == TrialState.PRUNED
+    assert cut.user_attrs["prune_reason"].startswith("budget spent: cut after epoch")
+    assert 0 < len(cut.intermediate_values) < 500
+    assert outcome.wall_seconds < 20 + 30  # one epoch of a tiny model past the budget, at most
+    (run,) = outcome.study.user_attrs["budget_runs"]
+    assert run["budget_seconds"] == 20.0 and run["pruned_trials"] == 1
+    assert run["complete_trials"] == 0 and run["wall_seconds"] >= 20
+    text = summary(outcome, config)
+    assert "budget 20 s: used" in text and "pruned" in text and "overhead" in text
+
+
+def test_a_trial_projected_past_the_cap_is_pruned_from_its_first_batches(tiny_synthetic):
+    data = load_training_data(tiny_synthetic, progress=False)  # 96 patches: 12 steps of 8
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(seed_baseline_values() | SMALL | {"batch_size": 8})
+    objective = Objective(data, max_epochs=50, max_params=10**7, seed=0, time_cap=0.5)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.PRUNED
+    reason = trial.user_attrs["prune_reason"]
+    assert reason.startswith("too slow: its first batches project") and "50 epochs" in reason
+    assert trial.user_attrs["projected_seconds"] > 0.5
+    assert trial.intermediate_values == {}  # the part-epoch is neither scored nor reported
+    # the same trial without a cap trains
+    study.enqueue_trial(seed_baseline_values() | SMALL | {"batch_size": 8})
+    study.optimize(Objective(data, max_epochs=1, max_params=10**7, seed=0), n_trials=1)
+    assert study.trials[1].state == TrialState.COMPLETE
+
+
+def test_the_cap_defaults_to_half_the_budget(tmp_path, tiny_synthetic):
+    assert _config(tmp_path, tiny_synthetic, budget=3600.0).trial_cap_seconds == 1800
+    capped = _config(tmp_path, tiny_synthetic, budget=3600.0, max_trial_minutes=5)
+    assert capped.trial_cap_seconds == 300
+    assert _config(tmp_path, tiny_synthetic).trial_cap_seconds is None
+
+
+@pytest.mark.parametrize("name", ["hyperband", "median", "sha"])
+def test_no_pruner_judges_a_trial_before_a_quarter_of_the_budget(name):
+    """A slow starter (the batch-norm recipe) is not pruned while it trails; a trial that
+    still trails after a quarter of the budget can be."""
+    max_epochs = 12
+    assert first_judged_epoch(max_epochs) == 3
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs))
+    for _ in range(6):
+        trial = study.ask()
+        for epoch in range(max_epochs):
+            trial.report(0.9, step=epoch)
+            trial.should_prune()
+        study.tell(trial, 0.9)
+    judged_at = []
+    for _ in range(4):
+        trial = study.ask()
+        for epoch in range(max_epochs):
+            trial.report(0.5, step=epoch)
+            if trial.should_prune():
+                judged_at.append(epoch + 1)
+                break
+        study.tell(trial, state=TrialState.PRUNED)
+    assert judged_at, "a trial that trails all the way must be pruned at some point"
+    assert min(judged_at) >= first_judged_epoch(max_epochs)
+
+
+def test_a_new_study_enqueues_the_seed_then_the_priors(tmp_path, tiny_synthetic, data):
+    study, resumed = open_study(_config(tmp_path, tiny_synthetic, priors=True, trials=10), data)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    roles = [t.user_attrs["role"] for t in waiting]
+    assert not resumed
+    assert roles == [SEED_BASELINE_ROLE] + [PRIOR_ROLE] * len(PRIORS)
+    assert [t.user_attrs.get("prior") for t in waiting[1:]] == [name for name, _, _ in PRIORS]
+    # a study of 2 trials takes one prior, so that none is left waiting
+    few = _config(tmp_path, tiny_synthetic, priors=True, trials=2, study="few")
+    assert len(open_study(few, data)[0].get_trials(states=(TrialState.WAITING,))) == 2
+
+
+def test_warm_start_enqueues_the_top_trials_of_an_earlier_study(tmp_path, tiny_synthetic, data):
+    earlier = optuna.create_study(
+        study_name="earlier", storage=f"sqlite:///{tmp_path / 'earlier.db'}", direction="maximize"
+    )
+    sampler_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    values_by_score = {}
+    for score in (0.71, 0.93, 0.88, 0.60):
+        trial = sampler_study.ask()
+        suggest(trial, max_epochs=2)
+        earlier.add_trial(
+            optuna.trial.create_trial(
+                params=trial.params, distributions=trial.distributions, value=score
+            )
+        )
+        values_by_score[score] = trial.params
+    config = _config(
+        tmp_path,
+        tiny_synthetic,
+        warm_start="earlier",
+        warm_start_storage=f"sqlite:///{tmp_path / 'earlier.db'}",
+        warm_start_top=2,
+    )
+    study, _ = open_study(config, data)
+    carried = [
+        t
+        for t in study.get_trials(states=(TrialState.WAITING,))
+        if t.user_attrs.get("role") == WARM_START_ROLE
+    ]
+    assert [t.params for t in carried] == [values_by_score[0.93], values_by_score[0.88]]
+    assert [t.user_attrs["warm_start"] for t in carried] == ["earlier#1", "earlier#2"]
+
+
+def test_a_missing_warm_start_study_is_a_clear_error(tmp_path, tiny_synthetic, data):
+    config = _config(tmp_path, tiny_synthetic, warm_start="nowhere")
+    with pytest.raises(DataError, match="--warm-start nowhere: no study database"):
+        open_study(config, data)
+    # nothing half-made is left for the next run to resume
+    assert "budget" not in optuna.get_all_study_names(storage=config.storage_url)
+
+
+def test_a_study_of_the_old_space_is_refused_with_what_to_do(tmp_path, tiny_synthetic, data):
+    config = _config(tmp_path, tiny_synthetic)
+    study = optuna.create_study(
+        study_name=config.study, storage=config.storage_url, direction="maximize"
+    )
+    old = {k: v for k, v in config.study_defining().items() if k != "space"}
+    study.set_user_attr("study_defining", old)  # made when epochs were a searched value
+    study.set_user_attr("data_fingerprint", data.fingerprint)
+    with pytest.raises(DataError, match="older pcam-search") as refused:
+        open_study(config, data)
+    assert "python -m search.submit --study budget" in str(refused.value)
+    assert "new --study" in str(refused.value)
+
+
+def _scored_study(values: list[float], *, positives: int = 240, patches: int = 600):
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("val_positives", positives)
+    study.set_user_attr("val_patches", patches)
+    for value in values:
+        study.add_trial(optuna.trial.create_trial(value=value))
+    return study
+
+
+def test_the_default_ensemble_takes_the_statistical_ties_of_the_best():
+    # 600 validation patches: the 95% interval of 0.93 reaches about 0.91
+    study = _scored_study([0.80, 0.93, 0.925, 0.915, 0.90, 0.92])
+    assert [t.number for t in choose_trials(study, ensemble=None)] == [1, 2, 5]
+    assert [t.number for t in choose_trials(_scored_study([0.80, 0.93]), ensemble=None)] == [1]
+    # with 60 000 validation patches nothing ties
+    large = _scored_study([0.93, 0.925], positives=24_000, patches=60_000)
+    assert [t.number for t in choose_trials(large, ensemble=None)] == [0]
