@@ -113,6 +113,10 @@ class SearchConfig:
                 self.warm_start is None or self.engine == "optuna",
                 "--warm-start: the Optuna engine's; drop --engine keras-tuner",
             ),
+            (
+                self.budget is None or self.engine == "optuna",
+                "--budget: the Optuna engine's; with --engine keras-tuner use --timeout",
+            ),
             (0 < self.val_fraction < 1, f"--val-fraction {self.val_fraction}: must be in (0, 1)"),
             (self.max_params > 0, "--max-params must be positive"),
             (self.workers >= 1, f"--workers {self.workers}: must be at least 1"),

@@ -10,13 +10,12 @@ an earlier study (a search on a subset, on synthetic data, or with a shorter bud
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from pcam.model import ModelParams
+from search.ranking import top_trials
 from search.space import SPACE, values_for
 
 SEED_BASELINE_ROLE = "seed_baseline"
@@ -81,16 +80,6 @@ PRIORS: tuple[tuple[str, ModelParams, str], ...] = (
 def prior_values() -> list[tuple[str, dict[str, Any]]]:
     """Each prior as values to enqueue, by name."""
     return [(name, values_for(params)) for name, params, _ in PRIORS]
-
-
-def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
-    """The ``k`` complete trials of highest value, best first."""
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value)
-    ]
-    return sorted(complete, key=lambda t: t.value, reverse=True)[:k]
 
 
 def warm_start_values(study: optuna.Study, k: int) -> list[tuple[int, dict[str, Any]]]:

@@ -27,9 +27,9 @@ import plotly.offline
 from optuna.trial import FrozenTrial, TrialState
 
 from pcam.errors import DataError, preview, run_cli
-from pcam.metrics import auc_interval
 from search.config import SearchConfig, spoken_duration
 from search.priors import SEED_BASELINE_ROLE
+from search.ranking import validation_interval
 
 METRIC = "validation AUC"
 BASELINE_ROLE = SEED_BASELINE_ROLE
@@ -269,15 +269,6 @@ def history_section(facts: StudyFacts) -> Section:
     )
 
 
-def validation_interval(facts: StudyFacts, trial: FrozenTrial) -> tuple[float, float] | None:
-    """The 95% interval of a trial's validation AUC, where the study records its class counts."""
-    attrs = facts.study.user_attrs
-    if trial.value is None or "val_positives" not in attrs:
-        return None
-    positives = int(attrs["val_positives"])
-    return auc_interval(trial.value, positives, int(attrs["val_patches"]) - positives)
-
-
 def _trial_label(trial: FrozenTrial) -> str:
     return f"trial {trial.number}" + (" (seed baseline)" if is_baseline(trial) else "")
 
@@ -300,7 +291,7 @@ def cost_section(facts: StudyFacts) -> Section:
         if not trials:
             continue
         best_seen = [max(t.intermediate_values.values(), default=t.value) for t in trials]
-        errors = [validation_interval(facts, t) for t in trials]
+        errors = [validation_interval(facts.study, t) for t in trials]
         fig.add_trace(
             go.Scatter(
                 x=[duration_seconds(t) / 60 for t in trials],
@@ -584,7 +575,7 @@ def top_trials_section(facts: StudyFacts) -> Section:
         return f"{trial.value - baseline_value:+.4f}"
 
     def interval(trial: FrozenTrial) -> str:
-        bounds = validation_interval(facts, trial)
+        bounds = validation_interval(facts.study, trial)
         return "–" if bounds is None else f"{bounds[0]:.3f}–{bounds[1]:.3f}"
 
     def seconds(trial: FrozenTrial) -> str:

@@ -19,11 +19,11 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from pcam.data import TrainingData, default_data_dir, load_training_data
-from pcam.metrics import auc_interval
 from pcam.runtime import resolve
 from search.config import SearchConfig, spoken_duration
 from search.objective import Objective, TrialFailed
-from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE, top_trials
+from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
+from search.ranking import inside_interval, top_trials, validation_interval
 from search.study import finished_trials, open_study
 
 STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
@@ -356,7 +356,12 @@ def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
             + "; ".join(
                 f"trial {t.number} {t.value:.4f}{with_interval(study, t)}" for t in runners_up
             )
-            + " — overlapping intervals are not a ranking: search.submit ensembles the top few"
+        )
+    ties = [t.number for t in runners_up if inside_interval(study, best, t)]
+    if ties:
+        lines.append(
+            f"  trial(s) {', '.join(map(str, ties))} lie inside the best one's interval: not "
+            "shown to be worse; search.submit ensembles them with it by default"
         )
     baseline = next((t for t in complete if t.user_attrs.get("role") == SEED_BASELINE_ROLE), None)
     if baseline is not None:
@@ -378,12 +383,8 @@ def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
 
 def with_interval(study: optuna.Study, trial: FrozenTrial) -> str:
     """`` (95% 0.871–0.912)`` for a trial's validation AUC, from the study's class counts."""
-    attrs = study.user_attrs
-    if "val_positives" not in attrs or trial.value is None:
-        return ""
-    positives = int(attrs["val_positives"])
-    low, high = auc_interval(trial.value, positives, int(attrs["val_patches"]) - positives)
-    return f" (95% {low:.3f}–{high:.3f})"
+    bounds = validation_interval(study, trial)
+    return "" if bounds is None else f" (95% {bounds[0]:.3f}–{bounds[1]:.3f})"
 
 
 def _short(value: object) -> str:

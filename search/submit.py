@@ -41,7 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pcam.data import Subset, TrainingData, load_split, load_training_data
 from pcam.errors import DataError, preview, run_cli
 from pcam.images import PATCH_SHAPE
-from pcam.metrics import auc_interval, roc_auc
+from pcam.metrics import roc_auc
 from pcam.runtime import CPU_DEFAULT, Runtime, resolve
 from pcam.train import TrainingDiverged, release_memory, train
 from pcam.tta import TTA_MODES, predict_tta
@@ -54,6 +54,7 @@ from search.predict import (
     whole_split,
 )
 from search.provenance import git_commit, package_versions
+from search.ranking import inside_interval
 from search.space import params_from_values
 
 FIT_ON = ("train+val", "train")
@@ -188,12 +189,7 @@ def statistical_ties(study: optuna.Study, ranked: list[FrozenTrial]) -> list[Fro
     """The best trial and those (up to ``AUTO_ENSEMBLE`` in all) whose validation AUC lies
     inside its 95% interval; the best alone where the study lacks the class counts."""
     best = ranked[0]
-    attrs = study.user_attrs
-    if "val_positives" not in attrs or len(ranked) == 1:
-        return [best]
-    positives = int(attrs["val_positives"])
-    low, _ = auc_interval(best.value, positives, int(attrs["val_patches"]) - positives)
-    return [t for t in ranked[:AUTO_ENSEMBLE] if _ranked_value(t) >= low]
+    return [best] + [t for t in ranked[1:AUTO_ENSEMBLE] if inside_interval(study, best, t)]
 
 
 def _ranked_value(trial: FrozenTrial) -> float:

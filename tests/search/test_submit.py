@@ -351,7 +351,7 @@ def test_the_retrain_reproduces_the_trials_schedule_and_stops_at_its_best_epoch(
     from search.submit import retrain
 
     values = {
-        "blocks": 1, "base_filters": 16, "convs_per_block": 1, "kernel_size": 3,
+        "blocks": 2, "base_filters": 16, "convs_per_block": 1, "kernel_size": 3,
         "block_dropout": 0.0, "dense_units": 64, "dense_dropout": 0.0, "batch_norm": True,
         "head": "global_avg", "learning_rate": 1e-3, "optimizer": "adam", "schedule": "cosine",
         "warmup": 0.1, "weight_decay": 1e-3, "label_smoothing": 0.05, "batch_size": 32,

@@ -1,0 +1,138 @@
+"""Would the pruner throw the winning model away? Recorded learning curves, replayed.
+
+``python bench/bench_pruning.py`` takes the validation curves that ``bench_quality.py`` saved
+for the seed design (arm a) and the hand-written recipe (arm b), and trains the same recipe
+for ``--old-bn-epochs`` epochs once more with Keras' default batch-norm momentum (0.99, what
+every model had before the momentum followed the epoch), on the same split and seed. Then it
+replays the curves through Optuna's own pruners, old and new settings, for a 12-epoch budget:
+six trials that follow the seed design's curve (plus N(0, 0.01) noise, one draw per replay)
+finish first, then the recipe reports epoch by epoch and the pruner is asked after each.
+Each replay shifts the recipe's trial number so that Hyperband puts it in each of its
+brackets. The question is whether the recipe — the better model by epoch 4 and by far at the
+end — is pruned before it gets there.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import optuna
+from common import RESULTS, describe_machine, format_table, machine_info, write_results
+
+from search.study import make_pruner
+
+BUDGET = 12
+REPLAYS = 30
+QUALITY = RESULTS / "quality"
+
+
+def old_bn_curve(epochs: int) -> list[float]:
+    """The recipe's validation curve with Keras' default momentum, on bench_quality's split."""
+    import pcam.model
+    from pcam.data import load_training_data
+    from pcam.train import train
+    from search.priors import HAND_RECIPE
+
+    split = json.loads((QUALITY / "recipe.json").read_text())["split"]
+    data = load_training_data(split["data"], seed=0, val_fraction=0.2, progress=False)
+    pcam.model.bn_momentum = lambda steps_per_epoch: 0.99  # the code before the change
+    result = train(HAND_RECIPE, data.train, data.val, seed=0, epochs=epochs, verbose=2)
+    return result.val_auc
+
+
+def replay(pruner: Callable[[], optuna.pruners.BasePruner], seed_curve, recipe) -> list[int | None]:
+    """The epoch at which each replay pruned the recipe (None: it ran to the end)."""
+    pruned_at = []
+    for replay_number in range(REPLAYS):
+        rng = np.random.default_rng(replay_number)
+        study = optuna.create_study(direction="maximize", pruner=pruner())
+        for _ in range(6):
+            trial = study.ask()
+            curve = np.asarray(seed_curve) + rng.normal(0, 0.01, len(seed_curve))
+            for epoch, value in enumerate(curve):
+                trial.report(float(value), epoch)
+                trial.should_prune()  # rung-based pruners record each trial's rungs here
+            study.tell(trial, float(curve.max()))
+        for _ in range(replay_number % 5):  # another trial number: another Hyperband bracket
+            study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+        trial = study.ask()
+        at = None
+        for epoch, value in enumerate(recipe):
+            trial.report(float(value), epoch)
+            if epoch + 1 < len(recipe) and trial.should_prune():
+                at = epoch + 1
+                break
+        if at is None:
+            study.tell(trial, max(recipe))
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        pruned_at.append(at)
+    return pruned_at
+
+
+def describe(pruned_at: list[int | None]) -> str:
+    epochs = sorted({at for at in pruned_at if at is not None})
+    count = sum(at is not None for at in pruned_at)
+    where = f" (epochs {', '.join(map(str, epochs))})" if count else ""
+    return f"{count}/{len(pruned_at)}{where}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--old-bn-epochs", type=int, default=6)
+    args = parser.parse_args(argv)
+    if not (QUALITY / "seed.json").is_file() or not (QUALITY / "recipe.json").is_file():
+        parser.error("run python bench/bench_quality.py --arm seed and --arm recipe first")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    info = machine_info()
+    seed_curve = json.loads((QUALITY / "seed.json").read_text())["result"]["val_auc"]
+    recipe_new = json.loads((QUALITY / "recipe.json").read_text())["result"]["val_auc"]
+    seed_curve = (seed_curve + [seed_curve[-1]] * BUDGET)[:BUDGET]  # a 10-epoch run, held
+    recipe_new = recipe_new[:BUDGET]
+    measured = old_bn_curve(args.old_bn_epochs)
+    recipe_old = (measured + [max(measured)] * BUDGET)[:BUDGET]  # held at its best after that
+    pruners = {
+        "Hyperband, min resource 1 (old default)": lambda: optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=BUDGET, reduction_factor=3
+        ),
+        "Hyperband, min resource 3 (new default)": lambda: make_pruner("hyperband", BUDGET),
+        "median, warm-up 1 epoch (old)": lambda: optuna.pruners.MedianPruner(
+            n_startup_trials=5, n_warmup_steps=1
+        ),
+        "median, warm-up 3 epochs (new)": lambda: make_pruner("median", BUDGET),
+    }
+    rows, record = [], {}
+    for name, pruner in pruners.items():
+        old, new = replay(pruner, seed_curve, recipe_old), replay(pruner, seed_curve, recipe_new)
+        rows.append([name, describe(old), describe(new)])
+        record[name] = {"old_bn": old, "new_bn": new}
+    print(f"machine: {describe_machine(info)}")
+    print("seed design      ", " ".join(f"{v:.3f}" for v in seed_curve))
+    print("recipe, BN 0.99  ", " ".join(f"{v:.3f}" for v in measured), "(measured; then held)")
+    print("recipe, BN/epoch ", " ".join(f"{v:.3f}" for v in recipe_new))
+    header = ["pruner (12-epoch budget)", "recipe pruned, BN momentum 0.99", "BN per epoch"]
+    print(format_table(header, rows))
+    write_results(
+        "bench_pruning",
+        {
+            "machine": info,
+            "seed_curve": seed_curve,
+            "recipe_old_bn_measured": measured,
+            "recipe_new_bn": recipe_new,
+            "replays": REPLAYS,
+            "pruned_at": record,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
