@@ -55,3 +55,17 @@ def test_restore_best_hands_back_the_best_epochs_weights(tiny_synthetic, restore
     scored = roc_auc(data.val.y, predict(result.model, data.val))
     expected = result.best_val_auc if restore_best else result.val_auc[-1]
     assert scored == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_run_over_its_time_cap_stops_within_its_first_epoch_unscored(tiny_synthetic):
+    from pcam.data import load_training_data
+    from pcam.model import ModelParams
+    from pcam.train import train
+
+    data = load_training_data(tiny_synthetic, progress=False)  # 96 patches: 12 steps of 8
+    params = ModelParams(blocks=1, filters=(4,), dense_units=8, batch_size=8, epochs=40, crop=32)
+    capped = train(params, data.train, data.val, seed=0, time_cap=0.5)
+    assert capped.too_slow and capped.projected_seconds > 0.5
+    assert capped.val_auc == []  # the part-epoch is neither scored nor handed to on_epoch
+    free = train(params, data.train, data.val, seed=0, epochs=1)
+    assert not free.too_slow and len(free.val_auc) == 1 and free.projected_seconds > 0
