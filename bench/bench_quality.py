@@ -133,7 +133,9 @@ def train_once(split: dict[str, Any], which: str) -> dict[str, Any]:
     }
 
 
-def search_arm(split: dict[str, Any], budget: str, *, extra: list[str]) -> dict[str, Any]:
+def search_arm(
+    split: dict[str, Any], budget: str, *, extra: list[str], submit_extra: list[str]
+) -> dict[str, Any]:
     """Arm (c): ``search.run --budget`` then ``search.submit``, as a user would type them."""
     from search.predict import read_labels
 
@@ -148,7 +150,10 @@ def search_arm(split: dict[str, Any], budget: str, *, extra: list[str]) -> dict[
     with CpuWindow() as window:
         for name, command in (
             ("search", [sys.executable, "-m", "search.run", *run]),
-            ("submit", [sys.executable, "-m", "search.submit", *common, "--out", str(work)]),
+            (
+                "submit",
+                [sys.executable, "-m", "search.submit", *common, "--out", str(work), *submit_extra],
+            ),
         ):
             started = time.perf_counter()
             print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)
@@ -164,6 +169,7 @@ def search_arm(split: dict[str, Any], budget: str, *, extra: list[str]) -> dict[
         "arm": "search",
         "budget": budget,
         "extra_args": extra,
+        "submit_args": submit_extra,
         "test": test_scores(labels, submission["label"].to_numpy()),
         "search_seconds": times["search"],
         "submit_seconds": times["submit"],
@@ -215,6 +221,11 @@ def table(split_id: str) -> str:
             detail = (
                 f"search {result['search_seconds'] / 60:.1f} min + submit "
                 f"{result['submit_seconds'] / 60:.1f} min"
+                + "".join(
+                    f"; {name} {' '.join(result[key])}"
+                    for name, key in (("search", "extra_args"), ("submit", "submit_args"))
+                    if result.get(key)
+                )
             )
         else:
             name = {"seed": "(a) seed design, 10 epochs", "recipe": "(b) hand recipe, 20 epochs"}[
@@ -249,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="more arguments for search.run in the search arm, e.g. '--pruner none'",
     )
+    parser.add_argument(
+        "--submit-args",
+        default="",
+        help="more arguments for search.submit in the search arm, e.g. '--ensemble 1'",
+    )
     args = parser.parse_args(argv)
     if not (args.sample / "train_labels.csv").is_file():
         parser.error(f"--sample {args.sample}: no train_labels.csv; pass the real PCam sample")
@@ -263,7 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         info = machine_info()
         print(f"arm {arm}: {describe_machine(info)}", file=sys.stderr, flush=True)
         if arm == "search":
-            result = search_arm(split, args.budget, extra=args.search_args.split())
+            result = search_arm(
+                split,
+                args.budget,
+                extra=args.search_args.split(),
+                submit_extra=args.submit_args.split(),
+            )
         else:
             result = train_once(split, arm)
         write_results(

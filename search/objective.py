@@ -117,14 +117,17 @@ class Objective:
             reason, message = failure
             trial.set_user_attr("fail_reason", reason)
             raise TrialFailed(message)
+        if stopped_early and too_slow is not None:
+            raise optuna.TrialPruned(too_slow)
+        if stopped_early and cut_by_budget:
+            # Its best epoch is a measurement like any other, and the retrain reproduces it
+            # (same schedule, stopped at that epoch): the trial counts, with a note that its
+            # schedule had not run out. Pruned, the search's last and often best trial (the
+            # slow one, still climbing) could never be submitted.
+            trial.set_user_attr("budget_cut", f"cut after epoch {epochs_run} of {params.epochs}")
+            return best_val_auc
         if stopped_early:
-            if too_slow is not None:
-                raise optuna.TrialPruned(too_slow)
-            reason = (
-                f"budget spent: cut after epoch {epochs_run}"
-                if cut_by_budget
-                else f"pruned after epoch {epochs_run}"
-            )
+            reason = f"pruned after epoch {epochs_run}"
             trial.set_user_attr("prune_reason", reason)
             raise optuna.TrialPruned(reason)
         return best_val_auc

@@ -156,6 +156,8 @@ def budget_account(
         name = state.name.lower()
         account[f"{name}_trials"] = len(trials)
         account[f"{name}_seconds"] = round(seconds, 1)
+        if state == TrialState.COMPLETE:
+            account["budget_cut_trials"] = sum("budget_cut" in t.user_attrs for t in trials)
     account["overhead_seconds"] = round(max(wall_seconds - spent, 0.0), 1)
     return account
 
@@ -187,9 +189,11 @@ def describe_budget(account: dict[str, float | int], budget: float) -> str:
     def part(name: str) -> str:
         return f"{name} {account[f'{name}_seconds'] / 60:.1f} min ({account[f'{name}_trials']})"
 
+    cut = account.get("budget_cut_trials", 0)
     return (
         f"budget {spoken_duration(budget)}: used {account['wall_seconds'] / 60:.1f} min — "
-        f"{part('complete')}, {part('pruned')}, {part('fail')}, overhead "
+        f"{part('complete')}{f' ({cut} cut short by the budget)' if cut else ''}, "
+        f"{part('pruned')}, {part('fail')}, overhead "
         f"{account['overhead_seconds'] / 60:.1f} min (data, start-up, between trials)"
     )
 

@@ -79,15 +79,22 @@ def test_the_budget_cuts_the_running_trial_starts_no_other_and_is_recorded(
     trials = outcome.study.trials
     assert len(trials) == 1
     cut = trials[0]
-    assert cut.state == TrialState.PRUNED
-    assert cut.user_attrs["prune_reason"].startswith("budget spent: cut after epoch")
-    assert 0 < len(cut.intermediate_values) < 500
+    # cut, it still counts: its best epoch is a measurement the retrain reproduces
+    assert cut.state == TrialState.COMPLETE
+    assert cut.user_attrs["budget_cut"].startswith("cut after epoch")
+    assert cut.user_attrs["budget_cut"].endswith("of 500")
+    epochs = len(cut.intermediate_values)
+    assert 0 < epochs < 500 and cut.user_attrs["epochs_run"] == epochs
+    assert cut.value == max(cut.intermediate_values.values())
+    assert cut.user_attrs["best_epoch"] <= epochs
     assert outcome.wall_seconds < 20 + 30  # one epoch of a tiny model past the budget, at most
     (run,) = outcome.study.user_attrs["budget_runs"]
-    assert run["budget_seconds"] == 20.0 and run["pruned_trials"] == 1
-    assert run["complete_trials"] == 0 and run["wall_seconds"] >= 20
+    assert run["budget_seconds"] == 20.0 and run["complete_trials"] == 1
+    assert run["budget_cut_trials"] == 1 and run["pruned_trials"] == 0
+    assert run["wall_seconds"] >= 20
     text = summary(outcome, config)
-    assert "budget 20 s: used" in text and "pruned" in text and "overhead" in text
+    assert "budget 20 s: used" in text and "(1 cut short by the budget)" in text
+    assert "overhead" in text and f"best: trial {cut.number}" in text
 
 
 def test_a_trial_projected_past_the_cap_is_pruned_from_its_first_batches(tiny_synthetic):
