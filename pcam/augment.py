@@ -37,6 +37,16 @@ class Augment:
 
 NO_AUGMENT = Augment(d8=False, hed_jitter=0.0)
 
+# Test-time augmentation (``pcam.tta``), by transform numbers of ``dihedral_one``: 0 identity,
+# 4 left-right mirror, 6 top-bottom mirror, 2 both (a half turn); d8 adds the quarter turns
+# and the diagonal mirrors. Here, beside the transforms, so that a command's --help can name
+# the modes without loading Keras.
+TTA_MODES: dict[str, tuple[int, ...]] = {
+    "none": (0,),
+    "flips": (0, 4, 6, 2),
+    "d8": tuple(range(8)),
+}
+
 
 def dihedral_one(patches: np.ndarray, transform: int) -> np.ndarray:
     """Apply one of the 8 symmetries (0 = identity) to every patch of an N×H×W×C batch."""

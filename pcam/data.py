@@ -10,7 +10,14 @@ import numpy as np
 
 from pcam.cache import CachedSplit, cache_folder, default_cache_root, load_or_build
 from pcam.layouts import Layout, detect, open_split
-from pcam.split import Partition, balanced_subsample, partition
+from pcam.split import (
+    Partition,
+    balanced_subsample,
+    class_counts,
+    limit_shares,
+    partition,
+    require_scorable,
+)
 
 SYNTHETIC_DEFAULT = {"train": 1000, "test": 200, "seed": 0}
 
@@ -100,14 +107,22 @@ def load_training_data(
     layout, train_split = load_split(path, "train", cache_root=cache_root, progress=progress)
     if "valid" in layout.split_names:
         _, val_split = load_split(path, "valid", cache_root=cache_root, progress=progress)
+        require_scorable(
+            class_counts(train_split.labels),
+            class_counts(val_split.labels),
+            val_fraction=val_fraction,
+            limit=limit,
+        )
         train_rows = np.arange(len(train_split))
         val_rows = np.arange(len(val_split))
         if limit is not None:
-            n_val = max(1, round(limit * val_fraction))
+            train_share, val_share = limit_shares(limit, val_fraction)
             train_rows = balanced_subsample(
-                train_rows, train_split.labels, limit=limit - n_val, seed=seed
+                train_rows, train_split.labels, limit=train_share, seed=seed
             )
-            val_rows = balanced_subsample(val_rows, val_split.labels, limit=n_val, seed=seed + 1)
+            val_rows = balanced_subsample(
+                val_rows, val_split.labels, limit=val_share, seed=seed + 1
+            )
         rows = Partition(train_rows, val_rows, seed, val_fraction, limit)
         fingerprint = f"{train_split.fingerprint}+{val_split.fingerprint}"
     else:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import keras
-from keras import layers
+from typing import TYPE_CHECKING, Any, Literal
 
 from pcam.images import PATCH_SHAPE
+
+if TYPE_CHECKING:  # Keras is imported where a model is built: params need no backend
+    import keras
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 CROPS = (32, 48, 64, 96)
@@ -131,6 +131,8 @@ def learning_rate(
     1e-4 of the peak. Built from Keras' own ``CosineDecay``, so an exported model loads
     anywhere without custom objects. Without ``steps_per_epoch`` the rate is constant.
     """
+    import keras
+
     peak = params.learning_rate
     if steps_per_epoch is None:
         return peak
@@ -165,6 +167,9 @@ def build(
     sets the batch-norm momentum; without it the rate is constant. Layers follow the global
     dtype policy (``pcam.runtime.Runtime.apply``); the output stays float32.
     """
+    import keras
+    from keras import layers
+
     momentum = bn_momentum(steps_per_epoch)
     inputs = keras.Input(shape=PATCH_SHAPE, name="patch")
     x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
@@ -219,6 +224,8 @@ def count_params(params: ModelParams) -> int:
 
 
 def _optimizer(params: ModelParams, rate) -> keras.optimizers.Optimizer:
+    import keras
+
     decay = params.weight_decay or None  # decoupled: each step shrinks weights by rate × decay
     if params.optimizer == "sgd":
         return keras.optimizers.SGD(

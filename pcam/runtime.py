@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import keras
-
+# Keras is imported where it is used: a command's --help must not wait for the backend.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
@@ -36,11 +35,15 @@ class Runtime:
 
     def apply(self) -> None:
         """Set the global dtype policy; call before building each model."""
+        import keras
+
         keras.mixed_precision.set_dtype_policy(self.precision)
 
 
 def accelerator() -> str | None:
     """The name of the GPU the current backend will use, or None on a CPU."""
+    import keras
+
     backend = keras.backend.backend()
     try:
         if backend == "jax":
@@ -73,6 +76,8 @@ def resolve(
         raise ValueError(f"precision {precision!r}: choose auto or one of {PRECISIONS}")
     if jit_compile not in ("auto", "on", "off"):
         raise ValueError(f"jit_compile {jit_compile!r}: choose auto, on or off")
+    import keras
+
     gpu = accelerator()
     backend = keras.backend.backend()
     # torch.compile takes longer to compile than short trials train: off unless asked for.
@@ -88,10 +93,20 @@ def resolve(
     )
 
 
-CPU_DEFAULT = Runtime(
-    backend="auto",
-    device="CPU",
-    precision="float32",
-    jit_compile=keras.backend.backend() == "jax",
-    val_batch_size=256,
-)
+def __getattr__(name: str) -> Runtime:
+    """``CPU_DEFAULT``, the settings of a run that resolved nothing, is made on first use:
+    whether its steps are compiled depends on the Keras backend, which this module does not
+    load on import."""
+    if name != "CPU_DEFAULT":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import keras
+
+    default = Runtime(
+        backend="auto",
+        device="CPU",
+        precision="float32",
+        jit_compile=keras.backend.backend() == "jax",
+        val_batch_size=256,
+    )
+    globals()["CPU_DEFAULT"] = default
+    return default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from pcam.errors import DataError
+
+# The fewest patches of each class that the training part and the validation part may hold.
+# Without both classes the validation AUC is undefined (NaN every epoch) and training learns a
+# constant. With one patch of a class the AUC is just where that single patch ranks, a coin a
+# pruner would compare trials on. Two is the least that avoids both and still lets a quick
+# search (--limit 40, a fifth of it held out) run on a set that is 40% positive.
+MIN_PER_CLASS = 2
+CLASS_NAMES = ("negative", "positive")
 
 
 @dataclass(frozen=True)
@@ -32,9 +41,7 @@ def stratified_split(
     train_parts, val_parts = [], []
     for label in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == label))
-        n_val = round(len(rows) * val_fraction)
-        if len(rows) >= 2:
-            n_val = min(max(n_val, 1), len(rows) - 1)
+        n_val = _held_out(len(rows), val_fraction)
         val_parts.append(rows[:n_val])
         train_parts.append(rows[n_val:])
     return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(val_parts))
@@ -49,12 +56,134 @@ def balanced_subsample(
     rng = np.random.default_rng(seed)
     kept = []
     classes, counts = np.unique(labels[rows], return_counts=True)
-    quotas = np.floor(counts / counts.sum() * limit).astype(int)
-    quotas[np.argmax(counts)] += limit - quotas.sum()
+    quotas = _quotas(counts.tolist(), limit)
     for label, quota in zip(classes, quotas, strict=True):
         members = rows[labels[rows] == label]
-        kept.append(rng.choice(members, size=min(quota, len(members)), replace=False))
+        kept.append(rng.choice(members, size=quota, replace=False))
     return np.sort(np.concatenate(kept))
+
+
+def limit_shares(limit: int, val_fraction: float) -> tuple[int, int]:
+    """How many of ``limit`` patches go to training and how many to validation."""
+    n_val = max(1, round(limit * val_fraction))
+    return limit - n_val, n_val
+
+
+def class_counts(labels: np.ndarray) -> tuple[int, int]:
+    """(negatives, positives) among ``labels``."""
+    positives = int(np.count_nonzero(labels))
+    return len(labels) - positives, positives
+
+
+def require_scorable(
+    labelled: tuple[int, int],
+    own_val: tuple[int, int] | None,
+    *,
+    val_fraction: float,
+    limit: int | None,
+) -> None:
+    """Refuse, before anything is drawn or trained, a partition whose training or validation
+    part would hold fewer than ``MIN_PER_CLASS`` patches of a class.
+
+    ``labelled`` is (negatives, positives) of the labelled set; ``own_val`` those of a
+    validation split of the data set's own (PCam HDF5), or None when validation is drawn from
+    ``labelled``. The message names the value to change and what to change it to.
+    """
+    if not 0 < val_fraction < 1:
+        raise DataError(f"--val-fraction {val_fraction}: must lie strictly between 0 and 1")
+    short = _shortfall(labelled, own_val, val_fraction, limit)
+    if short is None:
+        return
+    needed = f"training and validation each need {MIN_PER_CLASS} patches of each class"
+    if limit is not None and _shortfall(labelled, own_val, val_fraction, None) is None:
+        total = sum(labelled) + sum(own_val or (0, 0))
+        enough = next(
+            (
+                n
+                for n in range(max(limit, 0) + 1, total + 1)
+                if _shortfall(labelled, own_val, val_fraction, n) is None
+            ),
+            None,
+        )
+        fix = "leave it out" if enough is None else f"use --limit {enough} or more, or leave it out"
+        raise DataError(f"--limit {limit} leaves {short}; {needed}: {fix}")
+    if own_val is not None:
+        raise DataError(
+            f"the data set's own split leaves {short}; {needed}: restore the full split files"
+        )
+    smallest = min(labelled)
+    if smallest < 2 * MIN_PER_CLASS:
+        raise DataError(
+            f"the labelled set holds {_patches(smallest)} of class "
+            f"{labelled.index(smallest)} ({CLASS_NAMES[labelled.index(smallest)]}); each class "
+            f"needs at least {2 * MIN_PER_CLASS}, {MIN_PER_CLASS} to train on and "
+            f"{MIN_PER_CLASS} to validate on: add labelled patches of that class"
+        )
+    fractions = [
+        share / 100
+        for share in range(1, 100)
+        if _shortfall(labelled, None, share / 100, None) is None
+    ]
+    nearest = min(fractions, key=lambda fraction: abs(fraction - val_fraction))
+    raise DataError(
+        f"--val-fraction {val_fraction} leaves {short}; {needed}: use --val-fraction {nearest}"
+    )
+
+
+def _held_out(n: int, val_fraction: float) -> int:
+    """How many of a class's ``n`` patches ``stratified_split`` holds out for validation: its
+    share, and at least one on each side once the class has two."""
+    n_val = round(n * val_fraction)
+    return min(max(n_val, 1), n - 1) if n >= 2 else n_val
+
+
+def _quotas(counts: list[int], limit: int) -> list[int]:
+    """How many of each class (``counts``, the classes present) a subsample of ``limit`` keeps."""
+    total = sum(counts)
+    quotas = [math.floor(count / total * limit) for count in counts]
+    quotas[counts.index(max(counts))] += limit - sum(quotas)
+    return [min(quota, count) for quota, count in zip(quotas, counts, strict=True)]
+
+
+def _kept(counts: tuple[int, int], limit: int | None) -> tuple[int, int]:
+    """(negatives, positives) that ``balanced_subsample`` keeps of ``counts`` under ``limit``."""
+    if limit is None or max(limit, 0) >= sum(counts):
+        return counts
+    present = [count for count in counts if count > 0]
+    quotas = iter(_quotas(present, max(limit, 0)))
+    negatives, positives = (next(quotas) if count > 0 else 0 for count in counts)
+    return negatives, positives
+
+
+def _shortfall(
+    labelled: tuple[int, int],
+    own_val: tuple[int, int] | None,
+    val_fraction: float,
+    limit: int | None,
+) -> str | None:
+    """The scarcest class of either part under these settings, if it is short of
+    ``MIN_PER_CLASS`` ("0 patches of class 1 (positive) for validation"), counted as
+    ``partition`` and ``balanced_subsample`` draw; None if neither part is short."""
+    if own_val is None:
+        val = tuple(_held_out(count, val_fraction) for count in labelled)
+        train = tuple(count - held for count, held in zip(labelled, val, strict=True))
+    else:
+        train, val = labelled, own_val
+    if limit is not None:
+        train_share, val_share = limit_shares(limit, val_fraction)
+        train, val = _kept(train, train_share), _kept(val, val_share)
+    count, part, label = min(
+        (count, part, label)
+        for part, counts in (("training", train), ("validation", val))
+        for label, count in enumerate(counts)
+    )
+    if count >= MIN_PER_CLASS:
+        return None
+    return f"{_patches(count)} of class {label} ({CLASS_NAMES[label]}) for {part}"
+
+
+def _patches(count: int) -> str:
+    return f"{count} patch" if count == 1 else f"{count} patches"
 
 
 def partition(
@@ -70,8 +199,7 @@ def partition(
 
     ``limit`` caps training plus validation patches together, class balance kept.
     """
-    if limit is not None and limit < 4:
-        raise DataError(f"--limit {limit} is too small; use at least 4 patches")
+    require_scorable(class_counts(labels), None, val_fraction=val_fraction, limit=limit)
     saved = None
     if saved_in is not None:
         tag = f"split-seed{seed}-val{val_fraction:g}-limit{limit or 'all'}.npz"
@@ -84,9 +212,9 @@ def partition(
             return Partition(train, val, seed, val_fraction, limit)
     train, val = stratified_split(labels, val_fraction=val_fraction, seed=seed)
     if limit is not None:
-        n_val = max(1, round(limit * val_fraction))
-        train = balanced_subsample(train, labels, limit=limit - n_val, seed=seed)
-        val = balanced_subsample(val, labels, limit=n_val, seed=seed + 1)
+        train_share, val_share = limit_shares(limit, val_fraction)
+        train = balanced_subsample(train, labels, limit=train_share, seed=seed)
+        val = balanced_subsample(val, labels, limit=val_share, seed=seed + 1)
     if saved is not None and ids is not None:
         staging = saved.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(staging, train_ids=ids[train], val_ids=ids[val])

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pcam.cli import command_parser
 from pcam.errors import DataError, run_cli
 
 SIZE = 96
@@ -199,17 +200,60 @@ def _write_csv(path: Path, ids: list[str], labels) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pcam.synth", description="Write a synthetic PCam in the Kaggle layout."
+EPILOG = """\
+outputs (in --out):
+  train/<id>.tif, train_labels.csv       labelled patches (Kaggle's layout)
+  test/<id>.tif, sample_submission.csv   unlabelled test patches (likewise)
+  test_labels.csv                        the hidden test answers (local scoring)
+next:
+  python -m search.run --data DIR --trials 100   search on it
+  python -m search.predict MODEL_DIR DIR --labels DIR/test_labels.csv   score
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m pcam.synth``."""
+    parser = command_parser(
+        prog="python -m pcam.synth",
+        description="Write a synthetic PCam in the Kaggle layout.",
+        epilog=EPILOG,
     )
-    parser.add_argument("--out", required=True, type=Path, help="new folder to write")
-    parser.add_argument("--train", type=int, default=1000, help="training patches (full: 220025)")
-    parser.add_argument("--test", type=int, default=200, help="test patches (full: 57458)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--positive-fraction", type=float, default=0.4)
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    args = parser.parse_args(argv)
+    add = parser.add_argument
+    add("--out", required=True, type=Path, metavar="DIR", help="new folder to write (required)")
+    add(
+        "--train",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="training patches (default %(default)s; full: 220025)",
+    )
+    add(
+        "--test",
+        type=int,
+        default=200,
+        metavar="N",
+        help="test patches (default %(default)s; full: 57458)",
+    )
+    add("--seed", type=int, default=0, metavar="N", help="the set's seed (default %(default)s)")
+    add(
+        "--positive-fraction",
+        type=float,
+        default=0.4,
+        metavar="FRACTION",
+        help="share of tumour patches (default %(default)s)",
+    )
+    add(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes (default: all cores)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     out = generate(
         args.out,
         n_train=args.train,

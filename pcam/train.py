@@ -33,6 +33,10 @@ class TrainingDiverged(Exception):
     """The loss became NaN or infinite."""
 
 
+class ValidationUnscored(Exception):
+    """The validation AUC came out NaN: validation patches of one class, or NaN predictions."""
+
+
 @dataclass
 class TrainResult:
     """What one run produced: the model, the per-epoch curve and how fast it went."""
@@ -52,12 +56,15 @@ class TrainResult:
 
     @property
     def best_epoch(self) -> int:
-        """1-based epoch of the highest validation AUC (the first, on ties)."""
-        return int(np.nanargmax(self.val_auc)) + 1 if self.val_auc else self.epochs_run
+        """1-based epoch of the highest validation AUC (the first, on ties); the last epoch
+        when none was scored."""
+        scored = np.isfinite(np.asarray(self.val_auc, dtype=np.float64)).any()
+        return int(np.nanargmax(self.val_auc)) + 1 if scored else self.epochs_run
 
     @property
     def best_val_auc(self) -> float:
-        return float(np.nanmax(self.val_auc)) if self.val_auc else float("nan")
+        scored = np.isfinite(np.asarray(self.val_auc, dtype=np.float64)).any()
+        return float(np.nanmax(self.val_auc)) if scored else float("nan")
 
 
 def predict(model: keras.Model, subset: Subset, *, batch_size: int = PREDICT_BATCH) -> np.ndarray:
@@ -128,6 +135,7 @@ class ValidationAUC(keras.callbacks.Callback):
         self.val_auc: list[float] = []
         self.epoch_seconds: list[float] = []
         self.val_seconds = 0.0
+        self.unscored: str | None = None  # why an epoch's AUC was NaN; training stops there
         self._epoch_start = 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -147,6 +155,17 @@ class ValidationAUC(keras.callbacks.Callback):
         probabilities = predict(self.model, self.val, batch_size=self.batch_size)
         self.val_seconds += time.perf_counter() - started
         auc = roc_auc(self.val.y, probabilities)
+        if math.isnan(auc):
+            # Nothing to report or prune on, and no later epoch would be scored either.
+            classes = np.unique(self.val.y)
+            cause = (
+                f"the {len(self.val)} validation patches are not of both classes"
+                if len(classes) < 2
+                else "the model's predictions are not finite"
+            )
+            self.unscored = f"validation AUC is NaN in epoch {epoch + 1}: {cause}"
+            self.model.stop_training = True
+            return
         logs[VAL_AUC] = auc
         logs["val_loss"] = binary_cross_entropy(self.val.y, probabilities)
         if self.restore_best and (not self.val_auc or auc > np.nanmax(self.val_auc)):
@@ -204,6 +223,8 @@ def train(
     losses = history.get("loss", [])
     if any(not math.isfinite(loss) for loss in losses):
         raise TrainingDiverged(f"loss became {losses[-1]} in epoch {len(losses)}")
+    if watcher.unscored is not None:
+        raise ValidationUnscored(watcher.unscored)
     epochs_run = len(losses)
     train_seconds = max(wall - watcher.val_seconds, 1e-9)
     return TrainResult(

@@ -10,19 +10,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from pcam.augment import dihedral_one
+from pcam.augment import TTA_MODES, dihedral_one
 from pcam.data import Subset
 from pcam.errors import DataError
 from pcam.feed import PatchFeed
 from pcam.train import PREDICT_BATCH
-
-# Transform numbers of ``dihedral_one``: 0 identity, 4 left-right mirror, 6 top-bottom mirror,
-# 2 both (a half turn); d8 adds the quarter turns and the diagonal mirrors.
-TTA_MODES: dict[str, tuple[int, ...]] = {
-    "none": (0,),
-    "flips": (0, 4, 6, 2),
-    "d8": tuple(range(8)),
-}
 
 
 def transforms_for(mode: str) -> tuple[int, ...]:

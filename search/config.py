@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ SYNTHETIC_EPOCHS = 4
 REAL_DATA_EPOCHS = 12
 UNTIL_BUDGET = 1_000_000  # --trials when only --budget bounds a search
 BUDGET_UNITS = {"s": 1, "m": 60, "h": 3600}
+PASSWORD_IN_URL = re.compile(r"(//[^/:@]*):[^@/]*@")
+# The storage URL when --storage is not given; how the parent of --workers hands it to its
+# workers, so that a password in it never shows in a process list.
+STORAGE_ENV = "PCAM_STORAGE"
 
 
 def parse_budget(text: str) -> float:
@@ -39,6 +44,21 @@ def parse_budget(text: str) -> float:
     if not seconds > 0:
         raise ValueError(f"--budget {text!r}: must be more than zero")
     return seconds
+
+
+def redacted(url: str | None) -> str | None:
+    """``url`` with its password hidden (``postgresql://user:***@host/db``): the only form of a
+    storage URL the harness stores, prints or writes. Give the password in ``PGPASSWORD`` or
+    ``~/.pgpass`` instead, and nothing needs hiding."""
+    if url is None:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL SQLAlchemy reads: hide what sits between user: and @
+        return PASSWORD_IN_URL.sub(r"\1:***@", url)
 
 
 def default_storage_url(study: str) -> str:
@@ -118,6 +138,10 @@ class SearchConfig:
                 "--budget: the Optuna engine's; with --engine keras-tuner use --timeout",
             ),
             (0 < self.val_fraction < 1, f"--val-fraction {self.val_fraction}: must be in (0, 1)"),
+            (
+                self.limit is None or self.limit >= 1,
+                f"--limit {self.limit}: must be at least 1 (leave it out to use every patch)",
+            ),
             (self.max_params > 0, "--max-params must be positive"),
             (self.workers >= 1, f"--workers {self.workers}: must be at least 1"),
             (
@@ -167,5 +191,14 @@ class SearchConfig:
             values["tuner"] = self.tuner
         return values
 
+    @property
+    def shown_storage(self) -> str:
+        """``storage_url`` as printed and stored: its password hidden."""
+        return redacted(self.storage_url)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as stored with the study: storage URLs without their passwords."""
+        values = dataclasses.asdict(self)
+        for key in ("storage", "warm_start_storage"):
+            values[key] = redacted(values[key])
+        return values

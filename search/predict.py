@@ -16,18 +16,21 @@ import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 import pandas as pd
 
+from pcam.augment import TTA_MODES
 from pcam.cache import CachedSplit
+from pcam.cli import command_parser
 from pcam.data import Subset, load_split
 from pcam.errors import DataError, preview, run_cli
 from pcam.layouts import UNKNOWN_LABEL, detect
 from pcam.metrics import roc_auc
-from pcam.tta import TTA_MODES, predict_tta
+
+if TYPE_CHECKING:  # Keras loads when a model does: --help answers without it
+    import keras
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "model.json"
@@ -85,6 +88,8 @@ def load_exported(model_dir: str | Path) -> tuple[keras.Model, dict[str, Any]]:
         raise DataError(f"{metadata_path}: not readable JSON ({error})") from None
     if not model_path.is_file():
         raise DataError(f"{folder}: {METADATA_FILE} is there but {MODEL_FILE} is missing")
+    import keras
+
     try:
         model = keras.saving.load_model(model_path)
     except (OSError, ValueError) as error:
@@ -196,6 +201,8 @@ def predict_path(
     ``split`` defaults to ``test`` where the layout has one, else its only split (class folders).
     Labels come from ``labels_csv``, else from the split itself when it is labelled.
     """
+    from pcam.tta import predict_tta
+
     if split is None:
         names = detect(path).split_names
         split = "test" if "test" in names else names[0]
@@ -212,25 +219,66 @@ def predict_path(
     return Prediction(ids=cached.ids, probabilities=probabilities, labels=labels, scores=scores)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+EPILOG = """\
+outputs:
+  printed       patches, mean tumour probability; given labels: ROC AUC,
+                accuracy and the confusion matrix
+  --out CSV     id,label tumour probabilities, in the split's id order
+next:
+  compare models: run it on another studies/<study>/best with the same --labels
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m search.predict``."""
+    parser = command_parser(
         prog="python -m search.predict",
         description="Predict (and score, given labels) any PCam data set with an exported model.",
+        epilog=EPILOG,
     )
     add = parser.add_argument
-    add("model_dir", help="a folder written by search.submit (model.keras + model.json)")
-    add("path", help="a PCam data set: Kaggle layout, PCam HDF5 files, or 0/ 1/ class folders")
-    add("--split", default=None, help="split to predict (default: test, else the only one)")
-    add("--labels", default=None, help="id,label CSV with the answers, e.g. test_labels.csv")
+    add(
+        "model_dir",
+        metavar="MODEL_DIR",
+        help="a folder written by search.submit (model.keras + model.json), "
+        "e.g. studies/<study>/best",
+    )
+    add(
+        "path",
+        metavar="PATH",
+        help="a PCam data set: Kaggle layout, PCam HDF5 files, or 0/ 1/ class folders",
+    )
+    add(
+        "--split",
+        default=None,
+        metavar="SPLIT",
+        help="split to predict: train, valid or test (default: test, else the only one)",
+    )
+    add(
+        "--labels",
+        default=None,
+        metavar="CSV",
+        help="id,label CSV with the answers, e.g. test_labels.csv (default: the split's own "
+        "labels, if it has them)",
+    )
     add(
         "--tta",
         choices=tuple(TTA_MODES),
         default=None,
         help="test-time augmentation (default: what the model was submitted with, else d8)",
     )
-    add("--out", default=None, help="write id,label probabilities to this CSV")
+    add(
+        "--out",
+        default=None,
+        metavar="CSV",
+        help="write id,label probabilities to this CSV (default: print the scores only)",
+    )
     add("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     model, metadata = load_exported(args.model_dir)
     tta = args.tta or metadata.get("tta", "d8")
     prediction = predict_path(

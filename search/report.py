@@ -26,10 +26,12 @@ import plotly.graph_objects as go
 import plotly.offline
 from optuna.trial import FrozenTrial, TrialState
 
+from pcam.cli import command_parser
 from pcam.errors import DataError, preview, run_cli
-from search.config import SearchConfig, spoken_duration
+from search.config import SearchConfig, redacted, spoken_duration
 from search.priors import SEED_BASELINE_ROLE
 from search.ranking import validation_interval
+from search.study import OPENING_ERRORS
 
 METRIC = "validation AUC"
 BASELINE_ROLE = SEED_BASELINE_ROLE
@@ -735,11 +737,22 @@ def about(study: optuna.Study) -> str:
         ("commit", attrs.get("git_commit")),
     ]
     shown = " · ".join(f"{name}: {html.escape(str(v))}" for name, v in facts if v is not None)
-    detail = html.escape(json.dumps(attrs, indent=2, sort_keys=True, default=str))
+    stored = json.dumps(without_passwords(attrs), indent=2, sort_keys=True, default=str)
+    detail = html.escape(stored)
     return (
         f"<p class='about'>{shown}</p>"
         f"<details><summary>study attributes</summary><pre>{detail}</pre></details>"
     )
+
+
+def without_passwords(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The study's attributes with any stored storage URL's password hidden (studies made
+    before URLs were stored that way still hold it)."""
+    config = attrs.get("config")
+    if not isinstance(config, dict):
+        return attrs
+    hidden = {key: redacted(config.get(key)) for key in ("storage", "warm_start_storage")}
+    return {**attrs, "config": {**config, **hidden}}
 
 
 def sections(facts: StudyFacts, now: datetime.datetime) -> list[Section]:
@@ -834,27 +847,49 @@ def load_study(name: str, storage: str) -> optuna.Study:
             raise DataError(f"--storage {storage}: no such file {file} (run search.run first?)")
     try:
         names = optuna.get_all_study_names(storage=storage)
-    except Exception as error:  # a bad URL, an unreachable server, a missing driver
-        raise DataError(f"--storage {storage}: cannot open it ({error})") from None
+    except OPENING_ERRORS as error:
+        raise DataError(f"--storage {redacted(storage)}: cannot open it ({error})") from None
     if name not in names:
         holds = f"it holds {preview(sorted(names))}" if names else "it holds no study"
-        raise DataError(f"no study {name!r} in {storage}; {holds}")
+        raise DataError(f"no study {name!r} in {redacted(storage)}; {holds}")
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+EPILOG = """\
+outputs:
+  studies/<study>/report.html   (or --out) one page that opens offline
+next:
+  open it in a browser; python -m search.submit --study NAME   retrain the best
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m search.report``."""
+    parser = command_parser(
         prog="python -m search.report",
         description="Write a study's report: one HTML page that opens offline.",
+        epilog=EPILOG,
     )
-    parser.add_argument("--study", required=True, help="study name")
-    parser.add_argument(
-        "--storage", default=None, help="SQLAlchemy URL (default: sqlite:///studies/<study>.db)"
+    add = parser.add_argument
+    add("--study", required=True, metavar="NAME", help="study name (required)")
+    add(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="SQLAlchemy URL (default: sqlite:///studies/<study>.db)",
     )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="HTML file (default: studies/<study>/report.html)"
+    add(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="HTML file (default: studies/<study>/report.html)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     config = SearchConfig(study=args.study, storage=args.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(config.study, config.storage_url)

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from pcam.cli import command_parser
 from pcam.errors import run_cli
 from pcam.runtime import PRECISIONS
 from search.config import (
@@ -13,144 +14,235 @@ from search.config import (
     PRUNERS,
     REAL_DATA_EPOCHS,
     SAMPLERS,
+    STORAGE_ENV,
     TUNERS,
     UNTIL_BUDGET,
     SearchConfig,
     parse_budget,
 )
 
+EPILOG = """\
+outputs:
+  studies/<study>.db           the study (or --storage): trials, params, curves
+  studies/<study>/report.html  the report, written at the end
+  live view                    optuna-dashboard sqlite:///studies/<study>.db
+next:
+  python -m search.submit --study NAME    retrain the best, write the submission
+"""
 
-def parse_args(argv: list[str] | None = None) -> SearchConfig:
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m search.run``, grouped as ``--help`` shows it."""
     defaults = SearchConfig()
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
         prog="python -m search.run",
-        description="Hyperparameter search for the PCam CNN (Optuna, pruning on validation AUC).",
+        description="Hyperparameter search for the PCam CNN: Optuna, pruning on validation AUC,\n"
+        "the untuned seed design as trial 0; the same command resumes a stopped search.",
+        epilog=EPILOG,
     )
-    add = parser.add_argument
-    add(
-        "--budget",
-        default=None,
-        metavar="TIME",
-        help="wall time for the whole search, e.g. 2h, 90m, 30m: no trial starts after it, the "
-        "running one is cut after its current epoch, and no trial may take more than half of "
-        "it (see --max-trial-minutes); the main knob on real data",
-    )
-    add(
-        "--trials",
-        type=int,
-        default=None,
-        help="finished (complete or pruned) trials the study should hold (default "
-        f"{defaults.trials}, or as many as --budget allows)",
-    )
-    add(
+    data = parser.add_argument_group("data")
+    data.add_argument(
         "--data",
         default=None,
+        metavar="PATH",
         help="a PCam data set (Kaggle layout, PCam HDF5 or 0/ 1/ folders); "
         "default: the embedded synthetic set",
     )
-    add("--study", default=defaults.study, help="study name; an existing one is resumed")
-    add(
+    data.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use at most N labelled patches (class balance kept), for quick searches "
+        "(default: all)",
+    )
+    data.add_argument(
+        "--val-fraction",
+        type=float,
+        default=defaults.val_fraction,
+        metavar="FRACTION",
+        help="share of the labelled patches held out for validation (default %(default)s; "
+        "PCam HDF5 uses its own validation split)",
+    )
+    search = parser.add_argument_group("search")
+    search.add_argument(
+        "--study",
+        default=defaults.study,
+        metavar="NAME",
+        help="study name; an existing one is resumed (default %(default)s)",
+    )
+    search.add_argument(
         "--storage",
         default=None,
-        help="SQLAlchemy URL (default: sqlite:///studies/<study>.db), e.g. postgresql://...",
+        metavar="URL",
+        help="SQLAlchemy URL (default: $PCAM_STORAGE, else sqlite:///studies/<study>.db), "
+        "e.g. postgresql://user@host/db with the password in PGPASSWORD or ~/.pgpass",
     )
-    add(
+    search.add_argument(
         "--engine",
         choices=ENGINES,
         default=defaults.engine,
         help="optuna (default), or keras-tuner: KerasTuner's --tuner on the same space and "
         "data, every trial recorded into the Optuna study",
     )
-    add(
+    search.add_argument(
         "--tuner",
         choices=TUNERS,
         default=None,
         help=f"with --engine keras-tuner: KerasTuner's tuner (default {defaults.tuner})",
     )
-    add("--sampler", choices=SAMPLERS, default=None, help=f"(default {defaults.sampler})")
-    add("--pruner", choices=PRUNERS, default=None, help=f"(default {defaults.pruner})")
-    add("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
-    add(
-        "--max-trial-minutes",
-        type=float,
+    search.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
         default=None,
-        help="prune a trial whose first batches project it past this (default: half of --budget)",
+        help=f"Optuna's sampler; tpe is multivariate and seeded (default {defaults.sampler})",
     )
-    add(
+    search.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        default=None,
+        help="Optuna's pruner on the epoch resource; none judges a trial before a quarter of "
+        f"--max-epochs (default {defaults.pruner})",
+    )
+    search.add_argument(
         "--no-priors",
         action="store_true",
         help="do not enqueue the documented strong designs after the seed baseline",
     )
-    add(
+    search.add_argument(
         "--warm-start",
         default=None,
         metavar="STUDY",
         help="enqueue the best trials of this earlier study (a search on a subset, on "
-        "synthetic data, or with a shorter budget)",
+        "synthetic data, or with a shorter budget); default: none",
     )
-    add(
+    search.add_argument(
         "--warm-start-storage",
         default=None,
         metavar="URL",
         help="where --warm-start's study lives (default: sqlite:///studies/<STUDY>.db)",
     )
-    add(
+    search.add_argument(
         "--warm-start-top",
         type=int,
         default=defaults.warm_start_top,
+        metavar="K",
         help="how many of its best complete trials to enqueue (default %(default)s)",
     )
-    add("--seed", type=int, default=defaults.seed, help="split, sampler and training seed")
-    add(
+    search.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        metavar="N",
+        help="split, sampler and training seed (default %(default)s)",
+    )
+    budget = parser.add_argument_group("budget & pruning")
+    budget.add_argument(
+        "--budget",
+        default=None,
+        metavar="TIME",
+        help="wall time for the whole search, e.g. 2h, 90m, 30m: no trial starts after it, the "
+        "running one is cut after its current epoch, and no trial may take more than half of "
+        "it (see --max-trial-minutes); the main knob on real data (default: none)",
+    )
+    budget.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="finished (complete or pruned) trials the study should hold (default "
+        f"{defaults.trials}, or as many as --budget allows)",
+    )
+    budget.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop starting trials after this many seconds (default: none)",
+    )
+    budget.add_argument(
+        "--max-trial-minutes",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="prune a trial whose first batches project it past this (default: half of "
+        "--budget, else none)",
+    )
+    budget.add_argument(
         "--max-epochs",
         type=int,
         default=None,
+        metavar="N",
         help="the epoch budget every trial's learning-rate schedule is planned for; the pruner "
         f"decides how far a trial gets (default {defaults.max_epochs} on the embedded "
         f"synthetic set, {REAL_DATA_EPOCHS} with --data)",
     )
-    add(
-        "--limit",
-        type=int,
-        default=None,
-        help="use at most this many labelled patches (class balance kept), for quick searches",
-    )
-    add("--val-fraction", type=float, default=defaults.val_fraction)
-    add(
+    budget.add_argument(
         "--max-params",
         type=int,
         default=defaults.max_params,
+        metavar="N",
         help="prune models with more weights than this (default %(default)s)",
     )
-    add(
-        "--workers",
-        type=int,
-        default=defaults.workers,
-        help="worker processes on this machine sharing the study (default %(default)s)",
-    )
-    add(
-        "--heartbeat",
-        type=int,
-        default=defaults.heartbeat,
-        help="seconds between worker heartbeats; a trial silent for twice this is re-run",
-    )
-    add(
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument(
         "--precision",
         default="auto",
         choices=("auto", *PRECISIONS),
-        help="auto: mixed_bfloat16 on a GPU, float32 on a CPU",
+        help="auto (default): mixed_bfloat16 on a GPU, float32 on a CPU",
     )
-    add(
+    runtime.add_argument(
         "--jit-compile",
         default="auto",
         choices=("auto", "on", "off"),
-        help="compiled train steps; auto: always on JAX, on with a GPU on TensorFlow, "
-        "off on PyTorch (torch.compile outlasts short trials)",
+        help="compiled train steps; auto (default): always on JAX, on with a GPU on "
+        "TensorFlow, off on PyTorch (torch.compile outlasts short trials)",
     )
-    add("--val-batch-size", type=int, default=None, help="auto: 1024 on a GPU, 256 on a CPU")
-    add("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
-    add("--no-progress", action="store_true", help="no progress bars")
-    add("--no-report", action="store_true", help="do not write the HTML report at the end")
+    runtime.add_argument(
+        "--val-batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="validation batch size (default: 1024 on a GPU, 256 on a CPU)",
+    )
+    workers = parser.add_argument_group("workers")
+    workers.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        metavar="N",
+        help="worker processes on this machine sharing the study (default %(default)s)",
+    )
+    workers.add_argument(
+        "--heartbeat",
+        type=int,
+        default=defaults.heartbeat,
+        metavar="SECONDS",
+        help="seconds between worker heartbeats; a trial silent for twice this is re-run "
+        "(default %(default)s)",
+    )
+    workers.add_argument(
+        "--worker-index",
+        type=int,
+        default=defaults.worker_index,
+        metavar="N",
+        help="this worker's number when several machines share one study (give each a "
+        "distinct one): worker 0 logs the data, records the budget and writes the report, "
+        "others leave that to it; each samples its own stream (seed + 1000 × N) "
+        "(default %(default)s)",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument("--no-progress", action="store_true", help="no progress bars")
+    output.add_argument(
+        "--no-report", action="store_true", help="do not write the HTML report at the end"
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> SearchConfig:
+    """The command line as a SearchConfig; conflicting options end with a usage error."""
+    defaults = SearchConfig()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.engine == "keras-tuner":
         optuna_only = [f"--{name}" for name in ("sampler", "pruner") if getattr(args, name)]
@@ -172,7 +264,7 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         max_epochs = REAL_DATA_EPOCHS if args.data else defaults.max_epochs
     return SearchConfig(
         study=args.study,
-        storage=args.storage,
+        storage=args.storage or os.environ.get(STORAGE_ENV) or None,
         data=args.data,
         trials=trials,
         budget=budget,

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from pcam.data import TrainingData, default_data_dir, load_training_data
 from pcam.runtime import resolve
 from search.config import SearchConfig, spoken_duration
+from search.dashboard import dashboard_command, name_metric, upload_outputs, write_note
 from search.objective import Objective, TrialFailed
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
 from search.ranking import inside_interval, top_trials, validation_interval
@@ -92,6 +93,7 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     if config.engine == "keras-tuner":
         return _run_keras_tuner(config, data)
     study, resumed = open_study(config, data)
+    name_metric(study)
     already = finished_trials(study)
     if already >= config.trials:
         log(f"study {config.study!r} already has {already} finished trials; raise --trials to add")
@@ -107,6 +109,8 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     finally:  # an interrupted search gets its report too
         if config.budget is not None and config.worker_index == 0:
             _record_budget(study, config, since, time.monotonic() - started)
+        if config.worker_index == 0:
+            _write_note(study, config)
         if config.report and config.worker_index == 0:
             _write_report(study, config)
     return SearchOutcome(
@@ -123,11 +127,13 @@ def _run_keras_tuner(config: SearchConfig, data: TrainingData) -> SearchOutcome:
     from search.tuner_engine import open_tuner_study, run_keras_tuner
 
     study, resumed = open_tuner_study(config, data)
+    name_metric(study)
     started_with = _started_trials(study)
     try:
         with _sigterm_as_interrupt():
             run_keras_tuner(config, data, study=study)
     finally:  # an interrupted search gets its report too
+        _write_note(study, config)
         if config.report:
             _write_report(study, config)
     return SearchOutcome(study, resumed, _started_trials(study) - started_with)
@@ -198,16 +204,26 @@ def describe_budget(account: dict[str, float | int], budget: float) -> str:
     )
 
 
+def _write_note(study: optuna.Study, config: SearchConfig) -> None:
+    try:
+        write_note(study, config)
+    except STORAGE_ERRORS as error:  # the trials are stored; the note is a convenience
+        log(f"study note not written ({type(error).__name__}: {error})")
+
+
 def _write_report(study: optuna.Study, config: SearchConfig) -> None:
     from search.report import write_report
 
     try:
-        log(f"report: {write_report(study, config.output_dir / 'report.html')}")
+        report = write_report(study, config.output_dir / "report.html")
+        log(f"report: {report}")
     except Exception as error:  # the trials are stored; a report problem must not fail the search
         log(
             f"report not written ({type(error).__name__}: {error}); "
             f"run python -m search.report --study {config.study}"
         )
+        return
+    upload_outputs(study, [report])
 
 
 def _optimize(
@@ -336,7 +352,7 @@ def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
     for trial in study.get_trials(deepcopy=False):
         states[trial.state] += 1
     lines = [
-        f"study {config.study!r} ({config.storage_url}): {states[TrialState.COMPLETE]} complete, "
+        f"study {config.study!r} ({config.shown_storage}): {states[TrialState.COMPLETE]} complete, "
         f"{states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} failed"
     ]
     if config.budget is not None:
@@ -374,13 +390,12 @@ def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
             f"seed baseline (trial {baseline.number}): {baseline.value:.4f}; "
             f"search gained {gain:+.4f} AUC"
         )
-    storage = config.storage_url
-    lines.append(f"live view:  optuna-dashboard {storage}")
+    lines.append(f"live view:  {dashboard_command(config.shown_storage)}")
     if config.report:
         lines.append(f"report:     {config.output_dir / 'report.html'}")
     lines.append(
         f"submit:     python -m search.submit --study {config.study}"
-        + (f" --storage {config.storage}" if config.storage else "")
+        + (f" --storage {config.shown_storage}" if config.storage else "")
     )
     return "\n".join(lines)
 

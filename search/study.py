@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from pcam.data import TrainingData
 from pcam.errors import DataError
-from search.config import SPACE_VERSION, SearchConfig, default_storage_url
+from search.config import SPACE_VERSION, SearchConfig, default_storage_url, redacted
 from search.priors import (
     PRIOR_ROLE,
     SEED_BASELINE_ROLE,
@@ -101,6 +102,17 @@ def _enable_wal(url: str) -> None:
         connection.execute("PRAGMA journal_mode=WAL")
 
 
+# What opening a storage raises when the URL, the driver or the server is at fault, not the
+# code: a URL SQLAlchemy cannot read or whose dialect it lacks, a refused or absent server,
+# a driver that is not installed, a storage Optuna cannot use. Anything else is a bug and
+# keeps its traceback.
+OPENING_ERRORS = (
+    sqlalchemy.exc.SQLAlchemyError,
+    ImportError,
+    optuna.exceptions.StorageInternalError,
+)
+
+
 def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -111,8 +123,8 @@ def connect(config: SearchConfig) -> tuple[optuna.storages.RDBStorage, bool]:
     try:
         storage = make_storage(url, heartbeat=config.heartbeat)
         existing = config.study in optuna.get_all_study_names(storage=storage)
-    except Exception as error:  # a bad URL, an unreachable server, a missing driver
-        raise DataError(f"--storage {url}: cannot open it ({error})") from None
+    except OPENING_ERRORS as error:
+        raise DataError(f"--storage {redacted(url)}: cannot open it ({error})") from None
     return storage, existing
 
 
@@ -184,7 +196,7 @@ def open_warm_start(config: SearchConfig) -> optuna.Study:
     except KeyError:
         held = optuna.get_all_study_names(storage=url)
         raise DataError(
-            f"--warm-start {config.warm_start}: no such study in {url} "
+            f"--warm-start {config.warm_start}: no such study in {redacted(url)} "
             f"(it holds: {', '.join(sorted(held)) or 'none'})"
         ) from None
 
@@ -229,7 +241,7 @@ def _check_settings(study: optuna.Study, config: SearchConfig, data: TrainingDat
     recorded = attrs.get("study_defining", {})
     if "study_defining" in attrs and recorded.get("space", 1) != SPACE_VERSION:
         raise DataError(
-            f"study {config.study!r} in {config.storage_url} was made by an older pcam-search "
+            f"study {config.study!r} in {config.shown_storage} was made by an older pcam-search "
             f"(search space {recorded.get('space', 1)}: epochs were a searched value, no "
             f"learning-rate schedules); its trials cannot be mixed with today's. Score or submit "
             f"it with python -m search.submit --study {config.study}, and start a new --study "
@@ -241,7 +253,7 @@ def _check_settings(study: optuna.Study, config: SearchConfig, data: TrainingDat
             differences.append(f"{key} ({then} then, {now} now)")
     if differences:
         raise DataError(
-            f"study {config.study!r} in {config.storage_url} was made with different settings: "
+            f"study {config.study!r} in {config.shown_storage} was made with different settings: "
             f"{'; '.join(differences)}. Run with the original settings to resume it, or pick a "
             "new --study name"
         )

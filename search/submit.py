@@ -25,27 +25,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: n
 import argparse
 import json
 import math
+import shlex
 import shutil
 import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from pcam.augment import TTA_MODES
+from pcam.cli import command_parser
 from pcam.data import Subset, TrainingData, load_split, load_training_data
 from pcam.errors import DataError, preview, run_cli
 from pcam.images import PATCH_SHAPE
 from pcam.metrics import roc_auc
-from pcam.runtime import CPU_DEFAULT, Runtime, resolve
-from pcam.train import TrainingDiverged, release_memory, train
-from pcam.tta import TTA_MODES, predict_tta
-from search.config import STUDIES_DIR, default_storage_url
+from pcam.runtime import Runtime, resolve
+from search.config import STUDIES_DIR, default_storage_url, redacted
+from search.dashboard import upload_outputs
 from search.predict import (
     METADATA_FILE,
     MODEL_FILE,
@@ -56,11 +57,16 @@ from search.predict import (
 from search.provenance import git_commit, package_versions
 from search.ranking import inside_interval
 from search.space import params_from_values
+from search.study import OPENING_ERRORS
+
+if TYPE_CHECKING:  # Keras loads when a model is trained: --help answers without it
+    import keras
 
 FIT_ON = ("train+val", "train")
 AUTO_ENSEMBLE = 3  # the most members the default ensemble takes
 METADATA_FORMAT = 1
 SUBMISSION_FILE = "submission.csv"
+KAGGLE_COMPETITION = "histopathologic-cancer-detection"
 STUDY_RECORD = ("config", "study_defining", "data_source", "data_fingerprint")
 
 
@@ -130,11 +136,11 @@ def open_existing_study(config: SubmitConfig) -> optuna.Study:
             )
     try:
         names = optuna.get_all_study_names(storage=url)
-    except Exception as error:  # a bad URL, an unreachable server, a missing driver
-        raise DataError(f"--storage {url}: cannot open it ({error})") from None
+    except OPENING_ERRORS as error:
+        raise DataError(f"--storage {redacted(url)}: cannot open it ({error})") from None
     if config.study not in names:
         held = f"it holds: {preview(sorted(names))}" if names else "it holds no study"
-        raise DataError(f"no study {config.study!r} in {url}; {held}")
+        raise DataError(f"no study {config.study!r} in {redacted(url)}; {held}")
     study = optuna.load_study(study_name=config.study, storage=url)
     missing = [key for key in STUDY_RECORD if key not in study.user_attrs]
     if missing:
@@ -249,10 +255,14 @@ def retrain(
     *,
     max_epochs: int,
     seed: int,
-    runtime: Runtime = CPU_DEFAULT,
+    runtime: Runtime | None = None,
     progress: bool = True,
 ) -> tuple[keras.Model, dict[str, Any]]:
-    """Train ``trial``'s exact params, blind, for its best epoch count; the model and its record."""
+    """Train ``trial``'s exact params, blind, for its best epoch count; the model and its record.
+    Without ``runtime``, on ``pcam.runtime.CPU_DEFAULT``."""
+    from pcam.runtime import CPU_DEFAULT
+    from pcam.train import TrainingDiverged, train
+
     try:
         params = params_from_values(trial.params, max_epochs=max_epochs)
     except (KeyError, ValueError, TypeError) as error:
@@ -272,7 +282,7 @@ def retrain(
             None,
             seed=seed,
             epochs=epochs,
-            runtime=runtime,
+            runtime=runtime or CPU_DEFAULT,
             verbose=2 if progress else 0,
         )
     except TrainingDiverged as error:
@@ -295,6 +305,8 @@ def combine(models: list[keras.Model], trial_numbers: list[int]) -> keras.Model:
     """One model, or one that averages the members' probabilities (a single exportable file)."""
     if len(models) == 1:
         return models[0]
+    import keras
+
     inputs = keras.Input(shape=PATCH_SHAPE, name="patch")
     outputs = []
     for model, number in zip(models, trial_numbers, strict=True):
@@ -364,6 +376,9 @@ def _swap_in(staging: Path, target: Path) -> None:
 
 def submit(config: SubmitConfig) -> SubmitOutcome:
     """Retrain, export and predict; see the module docstring. Checks every input first."""
+    from pcam.train import release_memory
+    from pcam.tta import predict_tta
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_existing_study(config)
     chosen = choose_trials(study, trial=config.trial, ensemble=config.ensemble)
@@ -426,6 +441,7 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
         staged_csv = stage_predictions(submission, test_split.ids, probabilities)
         _swap_in(staging, out / "best")
         os.replace(staged_csv, submission)
+        upload_outputs(study, [out / "best" / MODEL_FILE, out / "best" / METADATA_FILE, submission])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if staged_csv is not None:
@@ -439,22 +455,46 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> SubmitConfig:
+EPILOG = """\
+outputs (in --out, default studies/<study>):
+  best/model.keras, model.json   the exported model and what produced it
+  submission.csv                 id,label tumour probabilities of the test split
+next:
+  python -m search.predict studies/<study>/best PATH --labels CSV   score it
+  the "kaggle competitions submit" line it prints                   upload it
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m search.submit``."""
     defaults = SubmitConfig()
-    parser = argparse.ArgumentParser(
+    parser = command_parser(
         prog="python -m search.submit",
-        description="Retrain a study's best trial on all labelled data, export it, and write "
+        description="Retrain a study's best trial on all labelled data, export it, and write\n"
         "a Kaggle submission (id,label = tumour probability) for the test split.",
+        epilog=EPILOG,
     )
     add = parser.add_argument
-    add("--study", default=defaults.study, help="study name (default %(default)s)")
+    add("--study", default=defaults.study, metavar="NAME", help="study name (default %(default)s)")
     add(
         "--storage",
         default=None,
+        metavar="URL",
         help="SQLAlchemy URL of the study (default: sqlite:///studies/<study>.db)",
     )
-    add("--data", default=None, help="the study's data set (default: where the study read it)")
-    add("--trial", type=int, default=None, help="this trial number instead of the best")
+    add(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="the study's data set (default: where the study read it)",
+    )
+    add(
+        "--trial",
+        type=int,
+        default=None,
+        metavar="N",
+        help="this trial number instead of the best (default: the best and its ties)",
+    )
     add(
         "--ensemble",
         type=int,
@@ -467,7 +507,7 @@ def parse_args(argv: list[str] | None = None) -> SubmitConfig:
         "--all",
         action="store_true",
         help="retrain on every labelled patch of the data set, not only those a --limit "
-        "search saw (search small, retrain big)",
+        "search saw (search small, retrain big; default: the patches the search saw)",
     )
     add(
         "--tta",
@@ -481,9 +521,14 @@ def parse_args(argv: list[str] | None = None) -> SubmitConfig:
         default=defaults.fit_on,
         help="data of the final fit (default %(default)s; PCam HDF5 always uses train)",
     )
-    add("--out", default=None, help="output folder (default: studies/<study>)")
+    add("--out", default=None, metavar="DIR", help="output folder (default: studies/<study>)")
     add("--no-progress", action="store_true", help="no progress output")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> SubmitConfig:
+    """The command line as a SubmitConfig."""
+    args = build_parser().parse_args(argv)
     return SubmitConfig(
         study=args.study,
         storage=args.storage,
@@ -508,7 +553,22 @@ def summary(outcome: SubmitOutcome) -> str:
             f"submission: {outcome.submission} ({len(outcome.ids)} rows, tta {meta['tta']})",
             f"score it:   python -m search.predict {outcome.model_dir} {meta['data_source']} "
             "--labels CSV",
+            f"on Kaggle:  {kaggle_command(outcome)}",
         ]
+    )
+
+
+def kaggle_command(outcome: SubmitOutcome) -> str:
+    """The Kaggle CLI line that submits ``submission.csv``, its message naming what it is."""
+    meta = outcome.metadata
+    members = "+".join(str(m["trial"]) for m in meta["members"])
+    message = (
+        f"pcam-search study {meta['study']} trial {members} "
+        f"(val AUC {meta['val_auc']:.4f}), tta {meta['tta']}"
+    )
+    return (
+        f"kaggle competitions submit -c {KAGGLE_COMPETITION} "
+        f"-f {shlex.quote(str(outcome.submission))} -m {shlex.quote(message)}"
     )
 
 

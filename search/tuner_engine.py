@@ -166,6 +166,8 @@ class PcamHyperModel(keras_tuner.HyperModel):
             raise keras_tuner.errors.FailedTrialError(
                 f"diverged: loss became {losses[-1]} in epoch {initial_epoch + len(losses)}"
             )
+        if watcher.unscored is not None:
+            raise keras_tuner.errors.FailedTrialError(f"unscored: {watcher.unscored}")
         if losses and VAL_AUC not in history.history:
             raise keras_tuner.errors.FatalRuntimeError(
                 f"{VAL_AUC!r} is missing from the epoch logs ({sorted(history.history)}): "

@@ -9,6 +9,7 @@ waits for every worker to finish its trial.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import time
 import optuna
 from tqdm import tqdm
 
-from search.config import SearchConfig
+from search.config import STORAGE_ENV, SearchConfig
 from search.study import finished_trials
 
 
@@ -26,7 +27,6 @@ def worker_argv(config: SearchConfig, index: int) -> list[str]:
     argv = [
         sys.executable, "-m", "search.run",
         "--study", config.study,
-        "--storage", config.storage_url,
         "--trials", str(config.trials),
         "--sampler", config.sampler,
         "--pruner", config.pruner,
@@ -67,8 +67,10 @@ def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
     A worker that dies is tolerated while the others fill the study (its trial is re-run);
     if the study ends short of ``--trials`` and a worker failed, ``WorkersFailed`` says so.
     """
+    # The URL goes by environment, not argv: a password in it stays out of the process list.
+    environment = {**os.environ, STORAGE_ENV: config.storage_url}
     workers = [
-        subprocess.Popen(worker_argv(config, index), stdout=subprocess.DEVNULL)
+        subprocess.Popen(worker_argv(config, index), stdout=subprocess.DEVNULL, env=environment)
         for index in range(1, config.workers + 1)
     ]
     print(f"started {len(workers)} workers: pids {[w.pid for w in workers]}", file=sys.stderr)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -57,3 +59,19 @@ def kaggle_sample() -> Path:
             pytest.fail(f"the real PCam sample is missing at {path}")
         pytest.skip(f"the real PCam sample is not at {path}")
     return path
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A new database on the throwaway server that .ci/run starts."""
+    base = os.environ.get("PCAM_TEST_POSTGRES_URL")
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail("PCAM_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL")
+        pytest.skip("no PostgreSQL server (set PCAM_TEST_POSTGRES_URL)")
+    name = f"pcam_{uuid.uuid4().hex[:8]}"
+    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return base.rsplit("/", 1)[0] + f"/{name}"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pcam.data import load_training_data
-from pcam.split import balanced_subsample, partition, stratified_split
-from tests.helpers import write_hdf5
+from pcam.errors import DataError
+from pcam.split import MIN_PER_CLASS, balanced_subsample, partition, stratified_split
+from tests.helpers import write_folders, write_hdf5
 
 
 def test_split_is_deterministic_and_disjoint():
@@ -55,3 +57,57 @@ def test_hdf5_uses_its_own_validation_split(tmp_path):
     data = load_training_data(root, progress=False)
     assert (len(data.train), len(data.val)) == (8, 6)
     assert data.val.ids[0] == "valid_0"
+
+
+def _per_class(labels: np.ndarray, rows: np.ndarray) -> list[int]:
+    return np.bincount(labels[rows], minlength=2).tolist()
+
+
+def test_a_limit_leaving_one_class_in_validation_is_refused_with_one_that_works():
+    labels = np.array([0] * 72 + [1] * 48)
+    with pytest.raises(DataError) as refused:
+        partition(labels, seed=0, val_fraction=0.2, limit=9)
+    message = str(refused.value)
+    assert message.startswith("--limit 9 leaves 0 patches of class 1 (positive) for validation")
+    assert "use --limit 23 or more, or leave it out" in message and "\n" not in message
+    enough = partition(labels, seed=0, val_fraction=0.2, limit=23)
+    assert min(_per_class(labels, enough.val) + _per_class(labels, enough.train)) >= MIN_PER_CLASS
+
+
+def test_every_accepted_limit_leaves_both_classes_in_both_parts():
+    labels = np.array([0] * 72 + [1] * 48)
+    accepted = []
+    for limit in range(-1, 80):
+        try:
+            rows = partition(labels, seed=1, val_fraction=0.25, limit=limit)
+        except DataError:
+            continue
+        accepted.append(limit)
+        assert min(_per_class(labels, rows.train)) >= MIN_PER_CLASS, limit
+        assert min(_per_class(labels, rows.val)) >= MIN_PER_CLASS, limit
+    assert accepted == list(range(accepted[0], 80)) and accepted[0] > 4
+
+
+def test_a_val_fraction_leaving_one_patch_of_a_class_is_refused():
+    labels = np.array([0] * 72 + [1] * 48)
+    with pytest.raises(DataError, match=r"^--val-fraction 0\.01 leaves 1 patch of class 0 .*"
+                       r"use --val-fraction 0\.04$"):  # fmt: skip
+        partition(labels, seed=0, val_fraction=0.01)
+    with pytest.raises(DataError, match=r"^--val-fraction 0\.99 leaves 1 patch .* for training"):
+        partition(labels, seed=0, val_fraction=0.99)
+
+
+def test_a_labelled_set_too_small_to_split_is_refused(tmp_path):
+    root = write_folders(tmp_path / "f", per_class=3)
+    with pytest.raises(DataError, match=r"labelled set holds 3 patches of class 0 .* at least 4"):
+        load_training_data(root, progress=False)
+
+
+def test_hdf5_limits_and_validation_splits_without_both_classes_are_refused(tmp_path):
+    root = write_hdf5(tmp_path / "h", sizes={"train": 8, "valid": 6})
+    for limit in (0, 5):
+        with pytest.raises(DataError, match=f"^--limit {limit} leaves 0 patches of class"):
+            load_training_data(root, limit=limit, progress=False)
+    short = write_hdf5(tmp_path / "short", sizes={"train": 8, "valid": 3})
+    with pytest.raises(DataError, match=r"own split leaves 1 patch of class 1 .* for validation"):
+        load_training_data(short, progress=False)

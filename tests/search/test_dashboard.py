@@ -15,9 +15,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.search.test_report import tiny_search_study
+from search.dashboard import ARTIFACTS_DIR as ARTIFACTS
+from tests.search.test_report import tiny_search_root, tiny_search_study
 
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0  # a busy 2-core machine starts it slowly
 
 
 def dashboard_command() -> str:
@@ -47,8 +48,10 @@ def dashboard(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("dashboard") / "server.log"
     with open(log, "w") as out:
+        artifacts = tiny_search_root(tmp_path_factory.getbasetemp()) / ARTIFACTS
+        command = [dashboard_command(), storage, "--host", "127.0.0.1", "--port", str(port)]
         server = subprocess.Popen(
-            [dashboard_command(), storage, "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "--artifact-dir", str(artifacts)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -94,3 +97,30 @@ def test_dashboard_serves_the_trials_of_a_real_search(dashboard):
         attrs = {attr["key"]: attr["value"] for attr in trial["user_attrs"]}
         assert attrs["worker"] == stored.user_attrs["worker"]
     assert {"key": "role", "value": "seed_baseline"} in trials[0]["user_attrs"]
+
+
+def test_the_dashboard_names_the_metric_and_shows_the_study_note(dashboard):
+    base, storage, name = dashboard
+    study = optuna.load_study(study_name=name, storage=storage)
+    best = study.best_trial
+    summaries = get_json(f"{base}/api/studies")["study_summaries"]
+    summary = next(s for s in summaries if s["study_name"] == name)
+    served = get_json(f"{base}/api/studies/{summary['study_id']}")
+    assert served["objective_names"] == ["val_auc"]  # the dashboard's name for metric names
+    note = served["note"]["body"]
+    assert note.startswith(f"## pcam-search study `{name}`")
+    assert f"best: trial {best.number}, validation AUC **{best.value:.4f}**" in note
+    assert "seed baseline: trial 0" in note and "- trials: " in note
+    assert f"python -m search.submit --study {name}" in note
+
+
+def test_the_dashboard_serves_the_report_as_a_study_artifact(dashboard, tmp_path_factory):
+    base, _, name = dashboard
+    summaries = get_json(f"{base}/api/studies")["study_summaries"]
+    study_id = next(s["study_id"] for s in summaries if s["study_name"] == name)
+    served = get_json(f"{base}/api/studies/{study_id}")
+    (artifact,) = [a for a in served["artifacts"] if a["filename"] == "report.html"]
+    with urllib.request.urlopen(f"{base}/artifacts/{study_id}/{artifact['artifact_id']}") as got:
+        page = got.read()
+    report = tiny_search_root(tmp_path_factory.getbasetemp()) / "studies" / name / "report.html"
+    assert page == report.read_bytes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from pcam.data import load_training_data
 from pcam.model import ModelParams
 from pcam.runtime import Runtime
 from pcam.train import VAL_AUC, TrainingDiverged, train
-from search.objective import Objective, TrialFailed
+from search.objective import Objective, TrialFailed, is_out_of_memory
 from search.space import seed_baseline_values
 from search.study import make_pruner
 
@@ -181,3 +182,71 @@ def test_a_trials_model_is_freed_when_the_trial_ends(tiny_synthetic):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-3:] == ["COMPLETE", "0", "1"]
+
+
+def test_the_seed_baseline_priors_and_warm_starts_run_their_whole_schedule(data):
+    """A pruner that prunes every trial at every epoch stops a sampled trial after its first
+    epoch, and none of the enqueued reference designs."""
+    small = seed_baseline_values() | {
+        "blocks": 2, "base_filters": 16, "dense_units": 64, "crop": 32, "batch_size": 32
+    }  # fmt: skip
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(2.0))
+    roles = ["seed_baseline", "prior", "warm_start", None]
+    for role in roles:
+        study.enqueue_trial(small, user_attrs={"role": role} if role else {})
+    study.optimize(Objective(data, max_epochs=3, max_params=10**7, seed=0), n_trials=len(roles))
+    for trial, role in zip(study.trials, roles, strict=True):
+        if role is None:
+            assert trial.state == optuna.trial.TrialState.PRUNED
+            assert len(trial.intermediate_values) == 1
+        else:
+            assert trial.state == optuna.trial.TrialState.COMPLETE, role
+            assert len(trial.intermediate_values) == 3, role
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter")
+def test_a_nan_validation_auc_fails_the_trial_with_its_reason_and_the_study_goes_on(data):
+    """Validation patches of one class (a set handed in directly, past load_training_data's
+    check) score NaN: the trial fails with why, and the next trial runs."""
+    negative = data.val.y == 0
+    negatives = data.val.indices[negative]
+    one_class = dataclasses.replace(
+        data, val=dataclasses.replace(data.val, indices=negatives, ids=data.val.ids[negative])
+    )
+    study = _study_with(_small_values(batch_size=32))
+    study.enqueue_trial(_small_values(batch_size=32))
+    unscored = Objective(one_class, max_epochs=2, max_params=10**7, seed=0)
+    study.optimize(unscored, n_trials=1, catch=(TrialFailed,))
+    study.optimize(Objective(data, max_epochs=2, max_params=10**7, seed=0), n_trials=1)
+    failed, ok = study.trials
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert failed.user_attrs["fail_reason"] == (
+        f"unscored: validation AUC is NaN in epoch 1: the {len(negatives)} validation patches "
+        "are not of both classes"
+    )
+    assert failed.intermediate_values == {}
+    assert ok.state == optuna.trial.TrialState.COMPLETE
+
+
+class ResourceExhaustedError(Exception):
+    """Named like TensorFlow's tf.errors.ResourceExhaustedError, which is told by its name."""
+
+
+def test_out_of_memory_is_told_by_type_and_whole_words():
+    out_of_memory = [
+        MemoryError(),
+        ResourceExhaustedError("failed to allocate"),
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("RESOURCE_EXHAUSTED: OOM when allocating tensor with shape[256,96,96,32]"),
+    ]
+    wrapped = ValueError("fit failed")
+    wrapped.__cause__ = RuntimeError("Out of memory while trying to allocate 1.2GiB")
+    out_of_memory.append(wrapped)
+    other = [
+        RuntimeError("no room left in the queue"),
+        ValueError("zoom level must be positive"),
+        KeyError("bloom filter"),
+        RuntimeError("the model ran out of patience"),
+    ]
+    assert [is_out_of_memory(error) for error in out_of_memory] == [True] * len(out_of_memory)
+    assert [is_out_of_memory(error) for error in other] == [False] * len(other)

@@ -356,6 +356,11 @@ def test_cli_writes_the_default_path_and_rejects_an_unknown_study(tmp_path, monk
 # --- a study written by the real search ---------------------------------------------------
 
 
+def tiny_search_root(base: Path) -> Path:
+    """Where ``tiny_search_study`` runs (its ``studies/`` folder is under it)."""
+    return base / "tiny-search"
+
+
 def tiny_search_study(base: Path) -> tuple[str, str]:
     """(storage URL, study name) of a real 3-trial, 1-epoch search; built once per session.
 
@@ -365,7 +370,7 @@ def tiny_search_study(base: Path) -> tuple[str, str]:
     from search.config import SearchConfig
     from search.runner import run_search
 
-    root = base / "tiny-search"
+    root = tiny_search_root(base)
     storage = f"sqlite:///{root / 's.db'}"
     if (root / "done").is_file():
         return storage, "tiny"

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from search.config import SearchConfig
 from search.runner import run_search, summary
 from search.space import seed_baseline_values
+from tests.helpers import write_folders, write_hdf5, write_kaggle
 
 QUICK = ["--max-epochs", "2", "--limit", "40", "--no-progress"]
 
@@ -243,3 +244,38 @@ def test_the_same_seed_repeats_a_one_worker_search(tmp_path, tiny_synthetic):
         t.user_attrs.get("training_seed") for t in again
     ]
     assert [t.params for t in first[1:]] != [t.params for t in other[1:]]
+
+
+WRITERS = {
+    "kaggle": lambda root: write_kaggle(root, n_train=40),
+    "hdf5": lambda root: write_hdf5(root, sizes={"train": 8, "valid": 6}),
+    "folders": lambda root: write_folders(root, per_class=10),
+}
+
+
+@pytest.mark.parametrize(
+    ("layout", "args", "expected"),
+    [
+        ("kaggle", ["--limit", "0"], "--limit 0: must be at least 1"),
+        ("kaggle", ["--limit", "5"], "--limit 5 leaves 0 patches of class 1 (positive) for valid"),
+        ("kaggle", ["--val-fraction", "0.01"], "--val-fraction 0.01 leaves 1 patch of class"),
+        ("hdf5", ["--limit", "0"], "--limit 0: must be at least 1"),
+        ("hdf5", ["--limit", "5"], "--limit 5 leaves 0 patches of class 1 (positive) for valid"),
+        ("folders", ["--limit", "5"], "--limit 5 leaves 0 patches of class 1 (positive) for valid"),
+    ],
+)
+def test_a_split_that_cannot_be_scored_is_refused_in_one_line(tmp_path, layout, args, expected):
+    """Before any trial: exit 2, one line naming the value and the fix, no traceback."""
+    root = WRITERS[layout](tmp_path / layout)
+    done = subprocess.run(
+        [sys.executable, "-m", "search.run", "--data", str(root), *args,
+         "--trials", "1", "--max-epochs", "1", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], done.stderr[-3000:]
+    assert "--limit" in errors[0] or "--val-fraction" in errors[0]

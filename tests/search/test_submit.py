@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from search.predict import load_exported
 from search.predict import main as predict_main
 from search.runner import run_search
 from search.space import params_from_values
-from search.submit import SubmitConfig, choose_trials, export, fit_subset, submit
+from search.submit import SubmitConfig, choose_trials, export, fit_subset, submit, summary
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ModelParams(blocks=1, filters=(4,), dense_units=4, crop=32)
@@ -126,6 +127,22 @@ def test_submit_writes_a_valid_submission_in_sample_order(submitted, tiny_study)
     assert table["label"].nunique() > 1
     leftovers = sorted(p.name for p in submitted.submission.parent.iterdir())
     assert leftovers == ["best", "submission.csv"]
+
+
+def test_the_summary_gives_the_kaggle_line_that_submits_the_file(submitted):
+    line = next(x for x in summary(submitted).splitlines() if x.startswith("on Kaggle:"))
+    command = shlex.split(line.removeprefix("on Kaggle:"))
+    assert command[:5] == [
+        "kaggle",
+        "competitions",
+        "submit",
+        "-c",
+        "histopathologic-cancer-detection",
+    ]
+    assert command[command.index("-f") + 1] == str(submitted.submission)
+    message = command[command.index("-m") + 1]
+    trial = submitted.metadata["trial"]
+    assert f"trial {trial} (val AUC {submitted.metadata['val_auc']:.4f})" in message
 
 
 def test_model_json_records_the_trial_data_and_provenance(submitted, tiny_study):

@@ -7,11 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from search.study import make_storage
@@ -35,24 +33,6 @@ def _check_study(storage: str, study: str, trials: int) -> list[optuna.trial.Fro
     assert TrialState.RUNNING not in {t.state for t in loaded}
     assert len({t.number for t in loaded}) == len(loaded)
     return loaded
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    """A new database on the throwaway server that .ci/run starts."""
-    base = os.environ.get("PCAM_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("CI"):
-            pytest.fail("PCAM_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL")
-        pytest.skip("no PostgreSQL server (set PCAM_TEST_POSTGRES_URL)")
-    import sqlalchemy
-
-    name = f"pcam_{uuid.uuid4().hex[:8]}"
-    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return base.rsplit("/", 1)[0] + f"/{name}"
 
 
 def test_two_workers_on_the_local_default_finish_exactly(tmp_path, tiny_synthetic):

@@ -1,0 +1,34 @@
+"""What every command shares: ``--version``, and help that says where outputs go and what next.
+
+A command module imports only light modules (no Keras, no backend) before its arguments are
+parsed, so that ``--help`` and ``--version`` answer at once; ``bench/bench_cli.py`` times them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+
+PACKAGE = "pcam-search"
+
+
+def package_version() -> str:
+    """This project's installed version, as ``pip`` knows it."""
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+def command_parser(*, prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """A parser with ``--version`` whose ``epilog`` (outputs, the next command) keeps its lines."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {package_version()} ({PACKAGE})"
+    )
+    return parser

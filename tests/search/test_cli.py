@@ -1,0 +1,90 @@
+"""Every command answers --help and --version at once: no backend loads before parsing."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = (
+    "search.run",
+    "search.submit",
+    "search.predict",
+    "search.report",
+    "pcam.prepare",
+    "pcam.synth",
+)
+BACKENDS = ("keras", "tensorflow", "jax", "torch")
+START_UP_CHATTER = ("absl", "cpu_feature_guard", "onednn", "tensorflow binary")
+# Runs a command as ``python -m`` does, then says which backend modules it had loaded.
+RUN_AND_LIST_BACKENDS = f"""
+import runpy, sys
+module = sys.argv.pop(1)
+status = 0
+try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+except SystemExit as stop:
+    status = stop.code
+print("backends loaded:", sorted(name for name in {BACKENDS!r} if name in sys.modules))
+sys.exit(status)
+"""
+
+
+def run_command(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST_BACKENDS, module, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help_answers_without_loading_a_backend(module):
+    done = run_command(module, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m {module}")
+    assert "next:" in done.stdout
+    chatter = [
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if any(word in line.lower() for word in START_UP_CHATTER)
+    ]
+    assert chatter == []
+    assert done.stdout.rstrip().endswith("backends loaded: []")
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_version_names_the_installed_package(module):
+    done = run_command(module, "--version")
+    assert done.returncode == 0, done.stderr
+    assert f"python -m {module} {importlib.metadata.version('pcam-search')}" in done.stdout
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_every_option_says_what_it_takes_and_what_it_does(module):
+    parser = importlib.import_module(module).build_parser()
+    for action in parser._actions:
+        name = "/".join(action.option_strings) or action.dest
+        assert action.help and action.help != argparse.SUPPRESS, f"{module} {name}: no help"
+        takes_a_value = action.nargs != 0
+        if takes_a_value and action.choices is None:
+            assert action.metavar, f"{module} {name}: no metavar"
+        if takes_a_value and action.option_strings and not action.required:
+            assert "default" in action.help, f"{module} {name}: its default goes unsaid"
+
+
+def test_search_run_groups_its_options_and_documents_the_worker_index():
+    from search.run import build_parser
+
+    parser = build_parser()
+    groups = {group.title: group for group in parser._action_groups}
+    expected = ["data", "search", "budget & pruning", "runtime", "workers", "output"]
+    assert [title for title in groups if title in expected] == expected
+    worker_options = [a.dest for a in groups["workers"]._group_actions]
+    assert "worker_index" in worker_options
+    assert "studies/<study>.db" in parser.epilog and "search.submit" in parser.epilog
