@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pcam.cli import bar_disable
 from pcam.errors import DataError, preview
 from pcam.images import PATCH_SHAPE, read_patch
 from pcam.layouts import Layout, SplitSource
@@ -123,7 +124,7 @@ def _build(source: SplitSource, folder: Path, *, workers: int | None, progress: 
             total=len(source),
             desc=f"decoding {source.name} ({source.layout})",
             unit="img",
-            disable=not progress,
+            disable=bar_disable(progress),
             file=sys.stderr,
         )
         errors: list[str] = []

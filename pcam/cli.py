@@ -20,6 +20,15 @@ def package_version() -> str:
         return "unknown (not installed: pip install -e .)"
 
 
+def bar_disable(progress: bool) -> bool | None:
+    """tqdm's ``disable=``: no bar with ``--no-progress``, nor where the stream is not a terminal.
+
+    tqdm turns ``None`` into "off unless the stream is a TTY": a log file or a pipe gets the
+    plain lines, not a carriage-return frame per update.
+    """
+    return None if progress else True
+
+
 def command_parser(*, prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
     """A parser with ``--version`` whose ``epilog`` (outputs, the next command) keeps its lines."""
     parser = argparse.ArgumentParser(

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pcam.cli import command_parser
+from pcam.cli import bar_disable, command_parser
 from pcam.errors import DataError, run_cli
 
 SIZE = 96
@@ -171,7 +171,9 @@ def generate(
                     )
                 )
         workers = workers or os.cpu_count() or 1
-        bar = tqdm(total=n_train + n_test, desc="synthesising", unit="img", disable=not progress)
+        bar = tqdm(
+            total=n_train + n_test, desc="synthesising", unit="img", disable=bar_disable(progress)
+        )
         with bar:
             if workers == 1 or len(jobs) == 1:
                 for job in jobs:

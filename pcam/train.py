@@ -9,7 +9,9 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import keras
@@ -70,7 +72,25 @@ class TrainResult:
 def predict(model: keras.Model, subset: Subset, *, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Tumour probabilities for every row of ``subset``, in its order."""
     feed = PatchFeed(subset, batch_size=batch_size, shuffle=False, with_labels=False)
-    return np.asarray(model.predict(feed, verbose=0), dtype=np.float64).reshape(-1)
+    with release_on_interrupt():
+        return np.asarray(model.predict(feed, verbose=0), dtype=np.float64).reshape(-1)
+
+
+@contextmanager
+def release_on_interrupt() -> Iterator[None]:
+    """Free an interrupted ``fit`` or ``predict``'s batch iterator while Python still runs.
+
+    Stopped mid-epoch (Ctrl-C, or SIGTERM turned into KeyboardInterrupt), Keras' epoch
+    iterator holds TensorFlow's generator iterator in a reference cycle that the traceback's
+    frames keep alive. Left to the collection at interpreter shutdown, TensorFlow can no
+    longer finalize it and logs "Error occurred when finalizing GeneratorDataset iterator".
+    """
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        traceback.clear_frames(interrupt.__traceback__)  # the frames below this one
+        gc.collect()
+        raise
 
 
 class SpeedCheck(keras.callbacks.Callback):
@@ -215,7 +235,8 @@ def train(
         val_data, on_epoch, runtime.val_batch_size, restore_best=restore_best, speed=speed
     )
     started = time.perf_counter()
-    fitted = model.fit(feed, epochs=run_epochs, callbacks=[speed, watcher], verbose=verbose)
+    with release_on_interrupt():
+        fitted = model.fit(feed, epochs=run_epochs, callbacks=[speed, watcher], verbose=verbose)
     wall = time.perf_counter() - started
     if watcher.best_weights is not None:
         model.set_weights(watcher.best_weights)

@@ -14,7 +14,7 @@ from pcam.augment import TTA_MODES, dihedral_one
 from pcam.data import Subset
 from pcam.errors import DataError
 from pcam.feed import PatchFeed
-from pcam.train import PREDICT_BATCH
+from pcam.train import PREDICT_BATCH, release_on_interrupt
 
 
 def transforms_for(mode: str) -> tuple[int, ...]:
@@ -44,12 +44,13 @@ def predict_each(
     batch_size: int = PREDICT_BATCH,
 ) -> np.ndarray:
     """Probabilities of every row of ``subset`` under each transform: shape (transforms, rows)."""
-    views = [
-        model.predict(
-            TransformedFeed(subset, transform=transform, batch_size=batch_size), verbose=0
-        )
-        for transform in transforms
-    ]
+    with release_on_interrupt():
+        views = [
+            model.predict(
+                TransformedFeed(subset, transform=transform, batch_size=batch_size), verbose=0
+            )
+            for transform in transforms
+        ]
     return np.asarray(views, dtype=np.float64).reshape(len(transforms), len(subset))
 
 

@@ -88,6 +88,7 @@ class SearchConfig:
     pruner: str = "hyperband"
     engine: str = "optuna"
     tuner: str = "hyperband"
+    space: str | None = None  # --space FILE: narrows search/space.toml; None: that space
     seed: int = 0
     max_epochs: int = SYNTHETIC_EPOCHS
     budget: float | None = None  # seconds; no trial starts after it, the running one is cut
@@ -107,6 +108,10 @@ class SearchConfig:
     worker_index: int = 0
     progress: bool = True
     report: bool = True
+    # --space FILE as read (and checked) once, when the config is made; None without it.
+    _space_read: tuple[Any, ...] | None = dataclasses.field(
+        init=False, default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         from pcam.errors import DataError
@@ -155,10 +160,26 @@ class SearchConfig:
             ),
             (self.heartbeat >= 1, f"--heartbeat {self.heartbeat}: must be at least 1 second"),
             (bool(self.study.strip()), "--study must not be empty"),
+            (
+                self.space is None or self.engine == "optuna",
+                "--space: the Optuna engine's; --engine keras-tuner searches the default space "
+                "(search/space.toml)",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise DataError(message)
+        if self.space is not None:
+            from search.space import read_space
+
+            object.__setattr__(self, "_space_read", read_space(self.space))
+
+    @property
+    def search_space(self) -> tuple[Any, ...]:
+        """The dimensions this search samples: ``SPACE``, narrowed by ``--space``."""
+        from search.space import SPACE
+
+        return SPACE if self._space_read is None else self._space_read
 
     @property
     def storage_url(self) -> str:
@@ -178,7 +199,10 @@ class SearchConfig:
         return STUDIES_DIR / self.study
 
     def study_defining(self) -> dict[str, Any]:
-        """Settings that change what a trial's value means: a resumed study must keep them."""
+        """Settings that change what a trial's value means: a resumed study must keep them.
+        The space is recorded as it was resolved, not by its file's name."""
+        from search.space import space_dict
+
         values = {
             "max_epochs": self.max_epochs,
             "limit": self.limit,
@@ -186,6 +210,7 @@ class SearchConfig:
             "seed": self.seed,
             "engine": self.engine,
             "space": SPACE_VERSION,
+            "search_space": space_dict(self.search_space),
         }
         if self.engine == "keras-tuner":
             values["tuner"] = self.tuner
@@ -199,6 +224,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         """The settings as stored with the study: storage URLs without their passwords."""
         values = dataclasses.asdict(self)
+        del values["_space_read"]  # study_defining records the space itself
         for key in ("storage", "warm_start_storage"):
             values[key] = redacted(values[key])
         return values

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -23,7 +24,7 @@ from pcam.train import (
     train,
 )
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
-from search.space import suggest
+from search.space import SPACE, Dimension, suggest
 
 UNPRUNED_ROLES = (SEED_BASELINE_ROLE, PRIOR_ROLE, WARM_START_ROLE)
 # By name, so that no backend need be imported: TensorFlow's tf.errors.ResourceExhaustedError,
@@ -37,6 +38,10 @@ OUT_OF_MEMORY_WORDS = re.compile(r"(?i:\bout of memory\b)|\bOOM\b|\bRESOURCE_EXH
 class TrialFailed(Exception):
     """A trial that could not produce a value (diverged, unscored, out of memory); the study
     goes on."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt: a search stops on it as on Ctrl-C (SIGINT)."""
 
 
 def claims_a_slot(trial: optuna.Trial, target: int) -> bool:
@@ -79,6 +84,7 @@ class Objective:
         runtime: Runtime = CPU_DEFAULT,
         deadline: float | None = None,
         time_cap: float | None = None,
+        space: tuple[Dimension, ...] = SPACE,
     ) -> None:
         """``deadline`` (``time.monotonic()``) cuts a running trial after the epoch that passes
         it; ``time_cap`` (seconds) prunes a trial whose first batches project it past that."""
@@ -90,13 +96,24 @@ class Objective:
         self.seed = seed
         self.deadline = deadline
         self.time_cap = time_cap
+        self.space = space  # SPACE, or its --space narrowing
         settle_before_trials()  # the shared data and the backend: out of per-trial GC
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt as interrupt:
+            # Optuna marks the trial FAIL once this propagates: record why before it does.
+            stop_signal = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+            with contextlib.suppress(Exception):  # a note: it must not replace the interrupt
+                trial.set_user_attr("fail_reason", f"interrupted by {stop_signal}")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         if self.target_trials is not None and not claims_a_slot(trial, self.target_trials):
             trial.set_user_attr("fail_reason", "surplus: other workers filled the study")
             raise TrialFailed("surplus trial")
-        params = suggest(trial, max_epochs=self.max_epochs)
+        params = suggest(trial, max_epochs=self.max_epochs, space=self.space)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("runtime", self.runtime.describe())
         size = count_params(params)

@@ -16,7 +16,7 @@ import optuna
 
 from pcam.model import ModelParams
 from search.ranking import top_trials
-from search.space import SPACE, values_for
+from search.space import SPACE, Dimension, values_for
 
 SEED_BASELINE_ROLE = "seed_baseline"
 PRIOR_ROLE = "prior"
@@ -82,24 +82,20 @@ def prior_values() -> list[tuple[str, dict[str, Any]]]:
     return [(name, values_for(params)) for name, params, _ in PRIORS]
 
 
-def warm_start_values(study: optuna.Study, k: int) -> list[tuple[int, dict[str, Any]]]:
-    """The top ``k`` trials of an earlier study, as values of today's ``SPACE``.
+def warm_start_values(
+    study: optuna.Study, k: int, *, space: tuple[Dimension, ...] = SPACE
+) -> list[tuple[int, dict[str, Any]]]:
+    """The top ``k`` trials of an earlier study, as values of ``space`` (today's ``SPACE``,
+    or its ``--space`` narrowing).
 
     Values the space no longer has are dropped, and a value outside today's range or
     choices drops its trial: the sampler would otherwise learn from a point it can never
     draw. Missing values are sampled.
     """
-    names = {dim.name for dim in SPACE}
+    dims = {dim.name: dim for dim in space}
     carried = []
     for trial in top_trials(study, k):
-        values = {key: value for key, value in trial.params.items() if key in names}
-        if all(_in_space(key, value) for key, value in values.items()):
+        values = {key: value for key, value in trial.params.items() if key in dims}
+        if all(dims[key].allows(value) for key, value in values.items()):
             carried.append((trial.number, values))
     return carried
-
-
-def _in_space(name: str, value: Any) -> bool:
-    dim = next(d for d in SPACE if d.name == name)
-    if dim.choices is not None:
-        return value in dim.choices
-    return dim.low <= value <= dim.high

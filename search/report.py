@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pcam.cli import command_parser
 from pcam.errors import DataError, preview, run_cli
-from search.config import SearchConfig, redacted, spoken_duration
+from search.config import STORAGE_ENV, SearchConfig, redacted, spoken_duration
 from search.priors import SEED_BASELINE_ROLE
 from search.ranking import validation_interval
 from search.study import OPENING_ERRORS
@@ -876,7 +876,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage",
         default=None,
         metavar="URL",
-        help="SQLAlchemy URL (default: sqlite:///studies/<study>.db)",
+        help="SQLAlchemy URL (default: $PCAM_STORAGE, else sqlite:///studies/<study>.db)",
     )
     add(
         "--out",
@@ -890,7 +890,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = SearchConfig(study=args.study, storage=args.storage)
+    storage = args.storage or os.environ.get(STORAGE_ENV) or None
+    config = SearchConfig(study=args.study, storage=storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(config.study, config.storage_url)
     path = write_report(study, args.out or config.output_dir / "report.html")

@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not enqueue the documented strong designs after the seed baseline",
     )
     search.add_argument(
+        "--space",
+        default=None,
+        metavar="FILE",
+        help="a TOML file that narrows the search space (search/space.toml): moves a range's "
+        "low/high inward, drops choices or fixes a value; part of what defines the study "
+        "(default: the whole space)",
+    )
+    search.add_argument(
         "--warm-start",
         default=None,
         metavar="STUDY",
@@ -270,6 +278,7 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         budget=budget,
         max_trial_minutes=args.max_trial_minutes,
         priors=not args.no_priors,
+        space=args.space,
         warm_start=args.warm_start,
         warm_start_storage=args.warm_start_storage,
         warm_start_top=args.warm_start_top,

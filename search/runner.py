@@ -18,11 +18,12 @@ import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from pcam.cli import bar_disable
 from pcam.data import TrainingData, default_data_dir, load_training_data
 from pcam.runtime import resolve
 from search.config import SearchConfig, spoken_duration
 from search.dashboard import dashboard_command, name_metric, upload_outputs, write_note
-from search.objective import Objective, TrialFailed
+from search.objective import Objective, Terminated, TrialFailed
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
 from search.ranking import inside_interval, top_trials, validation_interval
 from search.study import finished_trials, open_study
@@ -64,7 +65,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM ends a search like Ctrl-C: the running trial is marked failed, nothing else lost."""
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -251,13 +252,14 @@ def _optimize(
         runtime=runtime,
         deadline=None if config.budget is None else started + config.budget,
         time_cap=config.trial_cap_seconds,
+        space=config.search_space,
     )
     bar = tqdm(
         total=config.trials,
         initial=finished_trials(study),
         desc=f"study {config.study}",
         unit="trial",
-        disable=not config.progress,
+        disable=bar_disable(config.progress),
         file=sys.stderr,
     )
 

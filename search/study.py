@@ -23,7 +23,7 @@ from search.priors import (
     warm_start_values,
 )
 from search.provenance import git_commit, package_versions
-from search.space import seed_baseline_values
+from search.space import outside, seed_baseline_values, space_changes
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -139,7 +139,8 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
         study = optuna.load_study(study_name=config.study, storage=storage)
         check_resume(study, config, data)
     # Read before the study exists: a bad --warm-start must not leave a half-made study behind.
-    points = [] if existing else starting_points(config)[: config.trials - 1]
+    baseline = [] if existing else seed_baseline_point(config)
+    points = [] if existing else starting_points(config)[: config.trials - len(baseline)]
     # Resumed runs re-seed the sampler with the trial count, so they do not replay the
     # random draws of the first run; each worker of a parallel search has its own stream.
     seed = config.seed + 1000 * config.worker_index + (finished_trials(study) if existing else 0)
@@ -151,14 +152,35 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
         pruner=make_pruner(config.pruner, config.max_epochs),
         load_if_exists=True,
     )
-    already_seeded = any(t.user_attrs.get("role") == SEED_BASELINE_ROLE for t in study.trials)
+    already_seeded = "study_defining" in study.user_attrs or any(
+        t.user_attrs.get("role") == SEED_BASELINE_ROLE for t in study.trials
+    )
     if not existing and not already_seeded:  # (another machine may have just created it)
         for key, value in study_provenance(config, data).items():
             study.set_user_attr(key, value)
-        study.enqueue_trial(seed_baseline_values(), user_attrs={"role": SEED_BASELINE_ROLE})
-        for values, attrs in points:
+        for values, attrs in baseline + points:
             study.enqueue_trial(values, user_attrs=attrs)
     return study, existing
+
+
+def seed_baseline_point(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """Trial 0 of a new study, the untuned seed design, if the search space holds it.
+
+    A ``--space`` that excludes it (say ``crop = 64``) gets no baseline, with a note: Optuna
+    would run an enqueued range value outside the space as it is, and fail the trial on a
+    choice outside it, and a seed design moved into the space would no longer be the seed
+    design that the baseline stands for.
+    """
+    values = seed_baseline_values()
+    misfits = outside(values, config.search_space)
+    if misfits:
+        print(
+            f"--space {config.space}: the seed baseline (trial 0) is not enqueued, outside the "
+            f"search space: {'; '.join(misfits)}",
+            file=sys.stderr,
+        )
+        return []
+    return [(values, {"role": SEED_BASELINE_ROLE})]
 
 
 def starting_points(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str, str]]]:
@@ -166,10 +188,13 @@ def starting_points(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str
     (learnt on this kind of problem), then the documented priors; values with user attrs.
 
     A study of ``--trials N`` takes the first N - 1 of them, so that none is left waiting.
+    Those outside the search space (``--space``) are left out, priors with a note.
     """
     points: list[tuple[dict[str, Any], dict[str, str]]] = []
     if config.warm_start is not None:
-        carried = warm_start_values(open_warm_start(config), config.warm_start_top)
+        carried = warm_start_values(
+            open_warm_start(config), config.warm_start_top, space=config.search_space
+        )
         print(
             f"warm start: {len(carried)} trial(s) of study {config.warm_start!r} enqueued "
             f"(its top {config.warm_start_top} complete ones that fit today's search space)",
@@ -178,8 +203,18 @@ def starting_points(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str
         for number, values in carried:
             origin = f"{config.warm_start}#{number}"
             points.append((values, {"role": WARM_START_ROLE, "warm_start": origin}))
-    if config.priors:
-        points += [(values, {"role": PRIOR_ROLE, "prior": name}) for name, values in prior_values()]
+    if not config.priors:
+        return points
+    for name, values in prior_values():
+        misfits = outside(values, config.search_space)
+        if misfits:
+            print(
+                f"--space {config.space}: prior {name!r} is not enqueued, outside the search "
+                f"space: {'; '.join(misfits)}",
+                file=sys.stderr,
+            )
+        else:
+            points.append((values, {"role": PRIOR_ROLE, "prior": name}))
     return points
 
 
@@ -249,7 +284,9 @@ def _check_settings(study: optuna.Study, config: SearchConfig, data: TrainingDat
         )
     for key, now in config.study_defining().items():
         then = recorded.get(key, now)
-        if then != now:
+        if then != now and key == "search_space":
+            differences.append(f"search space, --space ({space_changes(then, now)})")
+        elif then != now:
             differences.append(f"{key} ({then} then, {now} now)")
     if differences:
         raise DataError(

@@ -45,7 +45,7 @@ from pcam.errors import DataError, preview, run_cli
 from pcam.images import PATCH_SHAPE
 from pcam.metrics import roc_auc
 from pcam.runtime import Runtime, resolve
-from search.config import STUDIES_DIR, default_storage_url, redacted
+from search.config import STORAGE_ENV, STUDIES_DIR, default_storage_url, redacted
 from search.dashboard import upload_outputs
 from search.predict import (
     METADATA_FILE,
@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage",
         default=None,
         metavar="URL",
-        help="SQLAlchemy URL of the study (default: sqlite:///studies/<study>.db)",
+        help="SQLAlchemy URL of the study (default: $PCAM_STORAGE, else sqlite:///studies/<study>.db)",
     )
     add(
         "--data",
@@ -531,7 +531,7 @@ def parse_args(argv: list[str] | None = None) -> SubmitConfig:
     args = build_parser().parse_args(argv)
     return SubmitConfig(
         study=args.study,
-        storage=args.storage,
+        storage=args.storage or os.environ.get(STORAGE_ENV) or None,
         data=args.data,
         trial=args.trial,
         ensemble=args.ensemble,

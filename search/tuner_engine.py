@@ -512,7 +512,13 @@ def _check_project(config: SearchConfig, data: TrainingData) -> None:
     path = project_dir(config) / SETTINGS_FILE
     if path.is_file():
         then = json.loads(path.read_text())
-        if then != json.loads(json.dumps(settings)):
+        now = json.loads(json.dumps(settings))
+        # Made before the space was recorded: it searched the default space, as the study
+        # check (search.study) assumes too.
+        then.get("study_defining", {}).setdefault(
+            "search_space", now["study_defining"]["search_space"]
+        )
+        if then != now:
             raise DataError(
                 f"{path.parent} was made with other settings ({then}; now {settings}); "
                 f"delete that folder to start over, or pick a new --study"

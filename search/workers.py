@@ -18,7 +18,9 @@ import time
 import optuna
 from tqdm import tqdm
 
+from pcam.cli import bar_disable
 from search.config import STORAGE_ENV, SearchConfig
+from search.objective import Terminated
 from search.study import finished_trials
 
 
@@ -52,6 +54,8 @@ def worker_argv(config: SearchConfig, index: int) -> list[str]:
         argv += ["--timeout", str(config.timeout)]
     if config.budget is not None:
         argv += ["--budget", f"{config.budget}s"]
+    if config.space is not None:
+        argv += ["--space", config.space]
     if config.max_trial_minutes is not None:
         argv += ["--max-trial-minutes", str(config.max_trial_minutes)]
     return argv
@@ -79,7 +83,7 @@ def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
         initial=finished_trials(study),
         desc=f"study {config.study} ({len(workers)} workers)",
         unit="trial",
-        disable=not config.progress,
+        disable=bar_disable(config.progress),
         file=sys.stderr,
     )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -89,10 +93,12 @@ def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
                 time.sleep(1.0)
                 bar.n = finished_trials(study)
                 bar.refresh()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        # The workers get the signal the parent got, so their trials say which it was.
+        forwarded = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
         for worker in workers:
             if worker.poll() is None:
-                worker.send_signal(signal.SIGINT)
+                worker.send_signal(forwarded)
         for worker in workers:
             worker.wait()
         raise
@@ -116,4 +122,4 @@ def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
 
 
 def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise Terminated

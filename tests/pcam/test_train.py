@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -69,3 +70,39 @@ def test_a_run_over_its_time_cap_stops_within_its_first_epoch_unscored(tiny_synt
     assert capped.val_auc == []  # the part-epoch is neither scored nor handed to on_epoch
     free = train(params, data.train, data.val, seed=0, epochs=1)
     assert not free.too_slow and len(free.val_auc) == 1 and free.projected_seconds > 0
+
+
+INTERRUPT_SCRIPT = """
+import os, signal, sys, threading
+from pcam.data import load_training_data
+from pcam.model import ModelParams
+from pcam.train import train
+
+data = load_training_data(sys.argv[1], limit=120, progress=False)
+params = ModelParams(blocks=1, filters=(4,), dense_units=8, batch_size=8, epochs=500, crop=32)
+
+
+def ctrl_c_soon(epoch, val_auc):
+    if epoch == 1:  # Ctrl-C while the next epoch's batches stream
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+    return False
+
+
+try:
+    train(params, data.train, data.val, seed=0, on_epoch=ctrl_c_soon)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_an_interrupted_run_leaves_no_batch_iterator_to_the_interpreter_shutdown(tiny_synthetic):
+    """Left alive until exit, TensorFlow's generator iterator logs an error as Python ends."""
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_SCRIPT, str(tiny_synthetic)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},  # TensorFlow logs it as a warning
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["interrupted"], done.stderr[-2000:]
+    assert "GeneratorDataset" not in done.stderr and "Error occurred" not in done.stderr

@@ -107,6 +107,49 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_synthetic):
     assert "max_epochs (2 then, 3 now)" in err
 
 
+def test_a_space_file_shapes_the_search_and_a_resume_must_keep_it(tmp_path, tiny_synthetic):
+    narrow = tmp_path / "narrow.toml"
+    narrow.write_text(
+        'crop = 64\nlearning_rate = { low = 3e-4, high = 1e-3 }\nhead = "global_avg"\n'
+    )
+    outcome = run_search(_config(tmp_path, tiny_synthetic, trials=3, space=str(narrow)))
+    trials = outcome.study.trials
+    # no seed baseline (it crops 96); of the priors only the hand recipe fits (lr 1e-3, crop 64)
+    assert [t.user_attrs.get("role") for t in trials] == ["prior", None, None]
+    assert trials[0].user_attrs["prior"] == "hand_recipe"
+    for trial in trials:
+        assert trial.params["crop"] == 64 and trial.params["head"] == "global_avg"
+        assert 3e-4 <= trial.params["learning_rate"] <= 1e-3
+    assert trials[2].distributions["crop"] == optuna.distributions.CategoricalDistribution([64])
+    recorded = outcome.study.user_attrs["study_defining"]["search_space"]
+    assert recorded["crop"] == {"choices": [64]}
+
+    # the same space from another file resumes; another space is refused, in one line
+    same = tmp_path / "same.toml"
+    same.write_text(narrow.read_text())
+    assert run_search(_config(tmp_path, tiny_synthetic, trials=3, space=str(same))).resumed
+    other = tmp_path / "other.toml"
+    other.write_text(
+        'crop = 96\nlearning_rate = { low = 3e-4, high = 1e-3 }\nhead = "global_avg"\n'
+    )
+    storage = f"sqlite:///{tmp_path / 'tiny.db'}"
+    refusals = {
+        "crop [64] then, [96] now": ["--space", str(other)],
+        'head ["global_avg"] then, ["flatten", "global_avg"] now': [],  # the whole space
+    }
+    for expected, space in refusals.items():
+        done = _search_cli(
+            ["--data", str(tiny_synthetic), "--study", "tiny", "--storage", storage, "--trials",
+             "4", "--max-epochs", "2", "--limit", "40", "--no-progress", *space]
+        )  # fmt: skip
+        _, err = done.communicate(timeout=120)
+        assert done.returncode == 2 and "Traceback" not in err, err[-3000:]
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "different settings: search space, --space (" in errors[0]
+        assert expected in errors[0], errors
+    assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 3
+
+
 def test_sigint_leaves_no_running_trial_and_the_next_run_resumes(tmp_path, tiny_synthetic):
     storage = f"sqlite:///{tmp_path / 'int.db'}"
     args = ["--data", str(tiny_synthetic), "--study", "int", "--storage", storage, *QUICK]

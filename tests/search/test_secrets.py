@@ -3,6 +3,7 @@ tables, the report, ``model.json``, the submission folder, or anything the comma
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -55,10 +56,13 @@ def password_url(postgres_url) -> tuple[str, str]:
     return f"postgresql://{role}:{password}@{host}/{database}", password
 
 
-def _run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _run(
+    module: str, *args: str, cwd: Path, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=600,
@@ -101,7 +105,9 @@ def test_a_password_in_the_storage_url_is_stored_and_printed_nowhere(
         "--max-epochs", "1", "--limit", "40", "--no-progress", cwd=tmp_path,
     )  # fmt: skip
     assert search.returncode == 0, search.stderr[-3000:]
-    submit = _run("search.submit", *study, "--tta", "none", "--no-progress", cwd=tmp_path)
+    # the URL can come from the environment instead of the command line
+    in_env = {"PCAM_STORAGE": url}
+    submit = _run("search.submit", "--study", "leak", "--tta", "none", cwd=tmp_path, env=in_env)
     assert submit.returncode == 0, submit.stderr[-3000:]
     missing = _run("search.submit", "--study", "nope", "--storage", url, cwd=tmp_path)
     assert missing.returncode == 2

@@ -236,3 +236,26 @@ def test_a_study_of_the_optuna_engine_is_not_mixed_in(tmp_path, synthetic) -> No
     study.add_trial(optuna.trial.create_trial(value=0.5))
     with pytest.raises(DataError, match="Optuna engine"):
         run_search(config)
+
+
+def test_a_project_reloads_only_with_its_space_and_one_made_before_it_was_recorded(
+    tmp_path, synthetic
+) -> None:
+    from types import SimpleNamespace
+
+    from search.tuner_engine import SETTINGS_FILE, _check_project
+
+    config = _config(tmp_path, synthetic)
+    data = SimpleNamespace(fingerprint="f1")
+    _check_project(config, data)  # a new project records its settings, the space among them
+    path = project_dir(config) / SETTINGS_FILE
+    settings = json.loads(path.read_text())
+    assert settings["study_defining"]["search_space"]["crop"] == {"choices": [32, 48, 64, 96]}
+    _check_project(config, data)
+    settings["study_defining"]["search_space"]["crop"] = {"choices": [64]}
+    path.write_text(json.dumps(settings))
+    with pytest.raises(DataError, match="made with other settings"):
+        _check_project(config, data)
+    del settings["study_defining"]["search_space"]  # as written before the space was recorded
+    path.write_text(json.dumps(settings))
+    _check_project(config, data)

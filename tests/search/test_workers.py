@@ -131,3 +131,18 @@ def test_storage_sets_write_ahead_logging(tmp_path):
     optuna.create_study(storage=make_storage(url, heartbeat=5), study_name="s")
     with sqlite3.connect(tmp_path / "wal.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_workers_search_the_space_of_the_parent(tmp_path):
+    from search.config import SearchConfig
+    from search.run import parse_args
+    from search.workers import worker_argv
+
+    narrow = tmp_path / "narrow.toml"
+    narrow.write_text("crop = 64\n")
+    config = SearchConfig(space=str(narrow), workers=2)
+    argv = worker_argv(config, 1)
+    assert argv[argv.index("--space") + 1] == str(narrow)
+    worker = parse_args(argv[3:])
+    assert worker.search_space == config.search_space != SearchConfig().search_space
+    assert worker.study_defining() == config.study_defining()

@@ -1,0 +1,73 @@
+"""A search as a log sees it: output into pipes, and a search stopped by SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+
+def _search_argv(data, storage: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "search.run", "--data", str(data), "--study", "s",
+            "--storage", storage, "--limit", "40", "--no-report", *args]  # fmt: skip
+
+
+def test_a_search_into_pipes_writes_plain_lines_one_per_trial(tmp_path, tiny_synthetic):
+    storage = f"sqlite:///{tmp_path / 'pipes.db'}"
+    # Progress stays asked for (no --no-progress); bytes, since text mode would turn "\r"
+    # into "\n".
+    done = subprocess.run(
+        _search_argv(tiny_synthetic, storage, "--trials", "2", "--max-epochs", "1"),
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert b"\r" not in done.stdout + done.stderr
+    trial_lines = [line for line in done.stderr.decode().splitlines() if line.startswith("trial ")]
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert len(trials) == 2
+    assert [int(line.split()[1]) for line in trial_lines] == [t.number for t in trials]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_stopped_search_fails_its_trial_with_the_reason_and_no_backend_error(
+    tmp_path, tiny_synthetic, stop
+):
+    database = tmp_path / "stop.db"
+    storage = f"sqlite:///{database}"
+    # The seed baseline is never pruned: its 200 epochs outlast the wait below.
+    argv = _search_argv(tiny_synthetic, storage, "--trials", "1", "--max-epochs", "200")
+    search = subprocess.Popen(
+        [*argv, "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},  # TensorFlow's warnings shown
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # until its first epoch is reported: mid-training
+        time.sleep(0.5)
+        if not database.exists():
+            continue
+        try:
+            study = optuna.load_study(study_name="s", storage=storage)
+        except KeyError:
+            continue
+        if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+            break
+    search.send_signal(stop)
+    _, err = search.communicate(timeout=120)
+    assert search.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "run the same command to resume" in err
+    assert "GeneratorDataset" not in err and "Error occurred" not in err, err[-3000:]
+    (trial,) = optuna.load_study(study_name="s", storage=storage).trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == f"interrupted by {stop.name}"
