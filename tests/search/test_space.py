@@ -23,7 +23,7 @@ from search.space import (
     suggest,
     values_for,
 )
-from search.study import seed_baseline_point, starting_points
+from search.study import make_sampler, seed_baseline_point, starting_points
 from tests.conftest import REPO
 
 
@@ -47,6 +47,18 @@ def test_every_sampled_point_is_valid_params_trained_for_the_budget():
         study.tell(trial, 0.5)
     assert "epochs" not in {dim.name for dim in SPACE}
     assert schedules == {"constant", "cosine", "one_cycle"}
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes"])
+def test_every_sampler_draws_valid_params_past_its_startup_trials(sampler):
+    """The model-based draws start after the startup trials (CMA-ES imports ``cmaes`` then)."""
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed=0))
+    for number in range(14):
+        trial = study.ask()
+        params = suggest(trial, max_epochs=3)
+        assert len(params.filters) == params.blocks
+        study.tell(trial, 0.5 + number / 100 + params.learning_rate)
+    assert len(study.trials) == 14
 
 
 def test_params_from_values_caps_filters_and_an_old_studys_epochs():
