@@ -19,16 +19,9 @@ from typing import Any
 
 from common import REPO, CpuWindow, describe_machine, format_table, machine_info, write_results
 
+from pcam.cli import COMMANDS
 from pcam.errors import run_cli
 
-COMMANDS = (
-    "search.run",
-    "search.submit",
-    "search.predict",
-    "search.report",
-    "pcam.prepare",
-    "pcam.synth",
-)
 BASELINES = {
     "python -c pass (the floor)": ["-c", "pass"],
     'python -c "import keras" (the backend)': ["-c", "import keras"],

@@ -10,6 +10,14 @@ import argparse
 import importlib.metadata
 
 PACKAGE = "pcam-search"
+COMMANDS = (  # every python -m command the project has
+    "search.run",
+    "search.submit",
+    "search.predict",
+    "search.report",
+    "pcam.prepare",
+    "pcam.synth",
+)
 
 
 def package_version() -> str:

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.config import STUDIES_DIR, SearchConfig
-from search.priors import SEED_BASELINE_ROLE
+from search.priors import seed_baseline
 from search.ranking import top_trials, validation_interval
 
 METRIC_NAMES = ["val_auc"]
@@ -48,14 +48,7 @@ def study_note(study: optuna.Study, config: SearchConfig) -> str:
         bounds = validation_interval(study, best)
         shown = "" if bounds is None else f" (95% {bounds[0]:.3f}–{bounds[1]:.3f})"
         lines.append(f"- best: trial {best.number}, validation AUC **{best.value:.4f}**{shown}")
-    baseline = next(
-        (
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("role") == SEED_BASELINE_ROLE
-        ),
-        None,
-    )
+    baseline = seed_baseline(study)
     if baseline is not None and best is not None:
         lines.append(
             f"- seed baseline: trial {baseline.number}, {baseline.value:.4f}; the search gained "

@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from pcam.model import ModelParams
 from search.ranking import top_trials
@@ -99,3 +100,15 @@ def warm_start_values(
         if all(dims[key].allows(value) for key, value in values.items()):
             carried.append((trial.number, values))
     return carried
+
+
+def seed_baseline(study: optuna.Study) -> FrozenTrial | None:
+    """The complete trial of the untuned seed design (trial 0 of a search), if there is one."""
+    return next(
+        (
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("role") == SEED_BASELINE_ROLE
+        ),
+        None,
+    )

@@ -24,7 +24,7 @@ from pcam.runtime import resolve
 from search.config import SearchConfig, spoken_duration
 from search.dashboard import dashboard_command, name_metric, upload_outputs, write_note
 from search.objective import Objective, Terminated, TrialFailed
-from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
+from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE, seed_baseline
 from search.ranking import inside_interval, top_trials, validation_interval
 from search.study import finished_trials, open_study
 
@@ -385,7 +385,7 @@ def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
             f"  trial(s) {', '.join(map(str, ties))} lie inside the best one's interval: not "
             "shown to be worse; search.submit ensembles them with it by default"
         )
-    baseline = next((t for t in complete if t.user_attrs.get("role") == SEED_BASELINE_ROLE), None)
+    baseline = seed_baseline(study)
     if baseline is not None:
         gain = best.value - baseline.value
         lines.append(

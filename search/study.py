@@ -172,15 +172,22 @@ def seed_baseline_point(config: SearchConfig) -> list[tuple[dict[str, Any], dict
     design that the baseline stands for.
     """
     values = seed_baseline_values()
+    if not fits(values, config, "the seed baseline (trial 0)"):
+        return []
+    return [(values, {"role": SEED_BASELINE_ROLE})]
+
+
+def fits(values: dict[str, Any], config: SearchConfig, what: str) -> bool:
+    """Whether ``values`` lie in the search space; if not, a note says that ``what`` is not
+    enqueued, and why."""
     misfits = outside(values, config.search_space)
     if misfits:
         print(
-            f"--space {config.space}: the seed baseline (trial 0) is not enqueued, outside the "
-            f"search space: {'; '.join(misfits)}",
+            f"--space {config.space}: {what} is not enqueued, outside the search space: "
+            f"{'; '.join(misfits)}",
             file=sys.stderr,
         )
-        return []
-    return [(values, {"role": SEED_BASELINE_ROLE})]
+    return not misfits
 
 
 def starting_points(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str, str]]]:
@@ -205,16 +212,11 @@ def starting_points(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str
             points.append((values, {"role": WARM_START_ROLE, "warm_start": origin}))
     if not config.priors:
         return points
-    for name, values in prior_values():
-        misfits = outside(values, config.search_space)
-        if misfits:
-            print(
-                f"--space {config.space}: prior {name!r} is not enqueued, outside the search "
-                f"space: {'; '.join(misfits)}",
-                file=sys.stderr,
-            )
-        else:
-            points.append((values, {"role": PRIOR_ROLE, "prior": name}))
+    points += [
+        (values, {"role": PRIOR_ROLE, "prior": name})
+        for name, values in prior_values()
+        if fits(values, config, f"prior {name!r}")
+    ]
     return points
 
 

@@ -10,14 +10,8 @@ import sys
 
 import pytest
 
-COMMANDS = (
-    "search.run",
-    "search.submit",
-    "search.predict",
-    "search.report",
-    "pcam.prepare",
-    "pcam.synth",
-)
+from pcam.cli import COMMANDS
+
 BACKENDS = ("keras", "tensorflow", "jax", "torch")
 START_UP_CHATTER = ("absl", "cpu_feature_guard", "onednn", "tensorflow binary")
 # Runs a command as ``python -m`` does, then says which backend modules it had loaded.
