@@ -60,11 +60,12 @@ class TrainingData:
 
 def default_data_dir(cache_root: Path | None = None, *, progress: bool = True) -> Path:
     """The embedded synthetic data set, generated in the cache folder on first use."""
+    from pcam.synth import VERSION as SYNTH_VERSION
     from pcam.synth import generate
 
     spec = SYNTHETIC_DEFAULT
     folder = (cache_root or default_cache_root()) / (
-        f"synthetic-{spec['train']}-{spec['test']}-seed{spec['seed']}"
+        f"synthetic-v{SYNTH_VERSION}-{spec['train']}-{spec['test']}-seed{spec['seed']}"
     )
     if not (folder / "sample_submission.csv").is_file():
         if progress:

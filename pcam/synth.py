@@ -5,10 +5,16 @@
 layout, ``test_labels.csv`` with the hidden answers, for local scoring.
 
 Each patch is H&E-like: eosin-pink stroma with pale gaps, small purple nuclei, per-patch stain
-variation and sensor noise. Tumour is a crowded cluster of larger, darker, irregular nuclei.
-The PCam rule decides the label, measured on the rendered pixels: a patch is positive iff
-tumour-nucleus pixels reach the centre 32×32 region. Half the negatives carry a tumour
-cluster in the outer ring as a distractor, so a model that ignores the centre does poorly.
+variation and sensor noise. Tumour is a crowded cluster of larger, darker, irregular nuclei in
+a faint purple haze (hypercellular tissue takes more haematoxylin). The PCam rule decides the
+label, measured on the rendered pixels: a patch is positive iff tumour-nucleus pixels reach the
+centre 32×32 region. Half the negatives carry a tumour cluster in the outer ring as a
+distractor, so a model that ignores the centre does poorly.
+
+The signal is tuned so that the default search looks like learning from its first trial: on
+the embedded 1,000-patch set the untuned seed design reaches validation AUC 0.85–0.89 in its
+4-epoch budget (3 training seeds) and the hand recipe 1.0, where the set of version 1 (no
+haze, clusters anywhere that touched the centre) left the seed design at chance (0.48, 0.49).
 """
 
 from __future__ import annotations
@@ -29,8 +35,12 @@ from tqdm import tqdm
 from pcam.cli import bar_disable, command_parser
 from pcam.errors import DataError, run_cli
 
+# Bumped when the same seed renders other pixels: the embedded set's cache folder names it.
+VERSION = 2
 SIZE = 96
 CENTRE = slice(32, 64)
+POSITIVE_CLUSTER_AT = (30.0, 66.0)  # a positive's cluster is centred over the centre region
+HAZE = 0.3  # peak haematoxylin of the haze around a tumour cluster (nuclei reach 1.0)
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
 _HAEMATOXYLIN = np.array([0.65, 0.70, 0.29], dtype=np.float32)
 _EOSIN = np.array([0.07, 0.99, 0.11], dtype=np.float32)
@@ -64,20 +74,27 @@ def _nuclei(
     return np.exp(-((u * u + v * v) ** 2))
 
 
-def _tumour_cluster(rng: np.random.Generator, want_centre: bool) -> np.ndarray:
-    """Tumour-nucleus density whose pixels reach the centre 32×32 iff ``want_centre``."""
-    for _ in range(200):
-        cluster_centre = rng.uniform(4, SIZE - 4, size=2)
-        spread = rng.uniform(6, 16)
-        count = int(rng.integers(6, 26))
+def _tumour_cluster(rng: np.random.Generator, want_centre: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Tumour-nucleus density whose pixels reach the centre 32×32 iff ``want_centre``, and the
+    haze (96×96) around the cluster: never above ``HAZE``, so never counted as tumour."""
+    for _ in range(500):
+        if want_centre:
+            cluster_centre = rng.uniform(*POSITIVE_CLUSTER_AT, size=2)
+        else:
+            cluster_centre = rng.uniform(4, SIZE - 4, size=2)
+        spread = rng.uniform(5, 12)
+        count = int(rng.integers(8, 26))
         centres = (cluster_centre + rng.normal(0, spread, size=(count, 2))).astype(np.float32)
         centres = centres[((centres > -3) & (centres < SIZE + 3)).all(axis=1)]
         if len(centres) == 0:
             continue
-        density = _nuclei(rng, centres, radius=(2.6, 4.6), irregular=0.45)
+        density = _nuclei(rng, centres, radius=(3.0, 5.0), irregular=0.45)
         reaches_centre = bool((density[:, CENTRE, CENTRE] > 0.5).any())
         if reaches_centre == want_centre:
-            return density
+            cy, cx = centres.mean(axis=0)
+            distance2 = (_YY - cy) ** 2 + (_XX - cx) ** 2
+            haze = HAZE * np.exp(-distance2 / (2 * (1.3 * spread) ** 2))
+            return density, haze.astype(np.float32)
     raise RuntimeError("could not place a tumour cluster; this is a bug in pcam.synth")
 
 
@@ -91,15 +108,16 @@ def render_patch(rng: np.random.Generator, label: int) -> tuple[np.ndarray, np.n
     normal = _nuclei(rng, normal_centres, radius=(1.6, 3.4), irregular=0.5)
     haematoxylin = (normal * rng.uniform(0.35, 0.85, size=(len(normal), 1, 1))).sum(axis=0)
     if label == 1:
-        tumour = _tumour_cluster(rng, want_centre=True)
+        tumour, haze = _tumour_cluster(rng, want_centre=True)
     elif rng.random() < 0.5:
-        tumour = _tumour_cluster(rng, want_centre=False)
+        tumour, haze = _tumour_cluster(rng, want_centre=False)
     else:
-        tumour = np.zeros((0, SIZE, SIZE), dtype=np.float32)
+        tumour, haze = np.zeros((0, SIZE, SIZE), dtype=np.float32), None
     if len(tumour):
         chromatin = 0.75 + 0.5 * rng.random((SIZE, SIZE), dtype=np.float32)
-        weights = rng.uniform(0.55, 1.0, size=(len(tumour), 1, 1))
-        haematoxylin = haematoxylin + (tumour * weights).sum(axis=0) * chromatin
+        weights = rng.uniform(0.55, 1.0, size=(len(tumour) + 1, 1, 1))
+        stained = np.concatenate([tumour, haze[None]]) * weights
+        haematoxylin = haematoxylin + stained.sum(axis=0) * chromatin
     haematoxylin = np.minimum(haematoxylin, 1.2)
 
     gaps = np.clip((_smooth_field(rng, 4) - 0.72) * 6, 0, 1)

@@ -27,6 +27,9 @@ from pcam.runtime import CPU_DEFAULT, Runtime
 VAL_AUC = "val_auc"  # the key every pruner and report reads; a test checks it is in the history
 PREDICT_BATCH = 256
 SPEED_CHECK_BATCHES = 5  # batches timed after the first (which compiles) to project a run's time
+# A run whose first timed batch already projects this many times its cap stops there: a model
+# ten times too big would otherwise spend five of its slow batches proving it.
+FAR_OVER_CAP = 2.0
 
 EpochHook = Callable[[int, float], bool]
 
@@ -97,7 +100,9 @@ class SpeedCheck(keras.callbacks.Callback):
     """Projects the run's time from its first batches; stops it if that passes ``cap``.
 
     The first batch (which compiles) is left out of the rate; the projection adds it back,
-    plus the time already spent building the model.
+    plus the time already spent building the model. The decision waits for
+    ``SPEED_CHECK_BATCHES`` timed batches, unless a projection passes ``FAR_OVER_CAP`` times the
+    cap before that.
     """
 
     def __init__(self, *, steps: int, already: float, cap: float | None) -> None:
@@ -122,12 +127,14 @@ class SpeedCheck(keras.callbacks.Callback):
         if self._done == 1:
             self._first_done = now
             return
-        if self._done <= min(SPEED_CHECK_BATCHES, self.steps - 1):
-            return
         per_batch = (now - self._first_done) / (self._done - 1)
         first = self._first_done - self._started
-        self.projected = self.already + first + per_batch * (self.steps - 1)
-        if self.cap is not None and self.projected > self.cap:
+        projected = self.already + first + per_batch * (self.steps - 1)
+        far_over = self.cap is not None and projected > FAR_OVER_CAP * self.cap
+        if not far_over and self._done <= min(SPEED_CHECK_BATCHES, self.steps - 1):
+            return
+        self.projected = projected
+        if self.cap is not None and projected > self.cap:
             self.too_slow = True
             self.model.stop_training = True
 

@@ -24,6 +24,11 @@ STUDIES_DIR = Path("studies")
 # seed design needs about a dozen epochs to settle (bench/README.md, bench_quality).
 SYNTHETIC_EPOCHS = 4
 REAL_DATA_EPOCHS = 12
+# The most one trial may take on the embedded synthetic set when neither --budget nor
+# --max-trial-minutes says: the seed design takes under a minute there and the recipe 1.5 min
+# (2-core VM), while a draw of 5 blocks of 64+ filters at 96×96 would take half an hour and
+# break the hour's promise on its own.
+SYNTHETIC_TRIAL_MINUTES = 2.0
 UNTIL_BUDGET = 1_000_000  # --trials when only --budget bounds a search
 BUDGET_UNITS = {"s": 1, "m": 60, "h": 3600}
 PASSWORD_IN_URL = re.compile(r"(//[^/:@]*):[^@/]*@")
@@ -188,10 +193,13 @@ class SearchConfig:
 
     @property
     def trial_cap_seconds(self) -> float | None:
-        """The most one trial may take: ``--max-trial-minutes``, else half the budget."""
+        """The most one trial may take: ``--max-trial-minutes``, else half the budget, else
+        ``SYNTHETIC_TRIAL_MINUTES`` on the embedded synthetic set; no cap on real data."""
         if self.max_trial_minutes is not None:
             return 60 * self.max_trial_minutes
-        return None if self.budget is None else self.budget / 2
+        if self.budget is not None:
+            return self.budget / 2
+        return 60 * SYNTHETIC_TRIAL_MINUTES if self.data is None else None
 
     @property
     def output_dir(self) -> Path:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pcam.layouts import detect, open_split
-from pcam.synth import CENTRE, _tumour_cluster, generate, render_patch
+from pcam.synth import CENTRE, HAZE, _tumour_cluster, generate, render_patch
 
 
 def test_writes_the_kaggle_layout(tiny_synthetic):
@@ -35,10 +35,12 @@ def test_same_seed_same_bytes(tmp_path):
 def test_tumour_reaches_the_centre_iff_asked(want_centre):
     rng = np.random.default_rng(11)
     for _ in range(30):
-        density = _tumour_cluster(rng, want_centre=want_centre)
+        density, haze = _tumour_cluster(rng, want_centre=want_centre)
         assert bool((density[:, CENTRE, CENTRE] > 0.5).any()) == want_centre
+        assert haze.max() <= HAZE < 0.5  # the haze is never counted as tumour
 
 
+@pytest.mark.slow
 def test_rendered_labels_follow_the_centre_rule_with_ring_distractors():
     rng = np.random.default_rng(5)
     negatives_with_ring_tumour = 0

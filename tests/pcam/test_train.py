@@ -28,6 +28,7 @@ print(sum(ref() is not None for ref in models))
 
 
 @pytest.mark.parametrize(("between", "alive"), [("release", 0), ("nothing", 3)])
+@pytest.mark.slow
 def test_models_built_after_settling_are_still_freed(between, alive):
     """Settling hides what lived before the trials from the collector, not what came after.
 
@@ -42,6 +43,7 @@ def test_models_built_after_settling_are_still_freed(between, alive):
 
 
 @pytest.mark.parametrize("restore_best", [True, False])
+@pytest.mark.slow
 def test_restore_best_hands_back_the_best_epochs_weights(tiny_synthetic, restore_best):
     from pcam.data import load_training_data
     from pcam.metrics import roc_auc
@@ -58,6 +60,7 @@ def test_restore_best_hands_back_the_best_epochs_weights(tiny_synthetic, restore
     assert scored == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_run_over_its_time_cap_stops_within_its_first_epoch_unscored(tiny_synthetic):
     from pcam.data import load_training_data
     from pcam.model import ModelParams
@@ -70,6 +73,37 @@ def test_a_run_over_its_time_cap_stops_within_its_first_epoch_unscored(tiny_synt
     assert capped.val_auc == []  # the part-epoch is neither scored nor handed to on_epoch
     free = train(params, data.train, data.val, seed=0, epochs=1)
     assert not free.too_slow and len(free.val_auc) == 1 and free.projected_seconds > 0
+
+
+@pytest.mark.parametrize(
+    "seconds_per_batch, stops_after", [(1.0, 2), (0.35, 6), (0.05, None)], ids=str
+)
+def test_the_speed_check_stops_a_far_slower_run_at_its_first_timed_batch(
+    monkeypatch, seconds_per_batch, stops_after
+):
+    """Cap 40 s, 100 steps, 10 s of compiling in the first batch: 1 s a batch projects 109 s,
+    over twice the cap, at once; 0.35 s projects 10 + 34.65 = 44.65 s, over the cap only, so
+    the check waits for its five timed batches; 0.05 s fits."""
+    import types
+
+    import pcam.train
+    from pcam.train import SPEED_CHECK_BATCHES, SpeedCheck
+
+    clock = [0.0]
+    monkeypatch.setattr(pcam.train.time, "perf_counter", lambda: clock[0])
+    check = SpeedCheck(steps=100, already=0.0, cap=40.0)
+    check.set_model(types.SimpleNamespace(stop_training=False))
+    check.on_train_begin()
+    clock[0] += 10.0  # the first batch compiles
+    check.on_train_batch_end(0)
+    stopped_at = None
+    for batch in range(1, 20):
+        clock[0] += seconds_per_batch
+        check.on_train_batch_end(batch)
+        if check.model.stop_training and stopped_at is None:
+            stopped_at = batch + 1
+    assert stopped_at == stops_after and check.too_slow == (stops_after is not None)
+    assert stops_after != SPEED_CHECK_BATCHES + 1 or 40 < check.projected < 80
 
 
 INTERRUPT_SCRIPT = """
@@ -95,6 +129,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_leaves_no_batch_iterator_to_the_interpreter_shutdown(tiny_synthetic):
     """Left alive until exit, TensorFlow's generator iterator logs an error as Python ends."""
     done = subprocess.run(
