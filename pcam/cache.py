@@ -4,7 +4,10 @@ A cache folder holds ``images.npy`` (N×96×96×3 uint8), ``ids.npy``, ``labels.
 last, ``manifest.json`` with the source's fingerprint. It is built in a temporary sibling folder
 and renamed into place only when complete, so an interrupted build leaves nothing that a later
 run would trust; a changed source (files added, removed or replaced) changes the fingerprint and
-triggers a rebuild.
+triggers a rebuild. The manifest also records each cache file's size and modification time and
+a checksum of the ids and labels: a file cut short, replaced or edited after the build is
+noticed when the cache is opened (in milliseconds: the 6 GB of images are not hashed), and the
+split is decoded again.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ import numpy as np
 from tqdm import tqdm
 
 from pcam.cli import bar_disable
-from pcam.errors import DataError, preview
+from pcam.errors import DISK_FULL, DataError, preview
 from pcam.images import PATCH_SHAPE, read_patch
 from pcam.layouts import Layout, SplitSource
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the manifest describes the files it vouches for
+FILES = ("images.npy", "ids.npy", "labels.npy")
 CHUNK = 256
 PARALLEL_THRESHOLD = 2048  # below this many files a process pool costs more than it saves
 
@@ -71,32 +75,57 @@ def load_or_build(
     progress: bool = True,
 ) -> CachedSplit:
     """Open the cache in ``folder`` if it matches ``source``; otherwise decode and build it."""
-    cached = _open_if_current(folder, source.fingerprint)
+    cached, damage = _open_if_current(folder, source.fingerprint)
     if cached is not None:
         return cached
+    if damage is not None:
+        print(f"note: the cache at {folder} {damage}; decoding the split again", file=sys.stderr)
     _build(source, folder, workers=workers, progress=progress)
-    cached = _open_if_current(folder, source.fingerprint)
-    assert cached is not None, f"cache at {folder} did not verify right after building"
+    cached, damage = _open_if_current(folder, source.fingerprint)
+    assert cached is not None, f"cache at {folder} did not verify right after building: {damage}"
     return cached
 
 
-def _open_if_current(folder: Path, fingerprint: str) -> CachedSplit | None:
+def _open_if_current(folder: Path, fingerprint: str) -> tuple[CachedSplit | None, str | None]:
+    """The cache in ``folder`` if it is whole and of this source; else None and, when a cache
+    of this source is there but was changed after its build, what is wrong with it."""
     manifest_path = folder / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        return None, None
     if manifest.get("format") != CACHE_FORMAT or manifest.get("fingerprint") != fingerprint:
-        return None
+        return None, None  # none yet for this source (or an older format): build one
+    for name, recorded in manifest["files"].items():
+        try:
+            stat = (folder / name).stat()
+        except FileNotFoundError:
+            return None, f"lacks {name}"
+        if stat.st_size != recorded[0]:
+            return (
+                None,
+                f"has {name} of {stat.st_size:,} bytes where its build wrote {recorded[0]:,}",
+            )
+        if stat.st_mtime_ns != recorded[1]:
+            return None, f"has {name} modified after its build"
     try:
         images = np.load(folder / "images.npy", mmap_mode="r")
         ids = np.load(folder / "ids.npy")
         labels = np.load(folder / "labels.npy")
-    except (OSError, ValueError):
-        return None
+    except (OSError, ValueError) as error:
+        return None, f"cannot be read ({error})"
+    if _checksum(ids, labels) != manifest["checksum"]:
+        return None, "has ids or labels that differ from those it was built with"
     if len(images) != manifest["count"] or len(ids) != len(images) or len(labels) != len(ids):
-        return None
-    return CachedSplit(manifest["split"], ids, labels, images, fingerprint, folder)
+        return None, f"holds {len(images)} images, {len(ids)} ids, {len(labels)} labels"
+    return CachedSplit(manifest["split"], ids, labels, images, fingerprint, folder), None
+
+
+def _checksum(ids: np.ndarray, labels: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in (ids, labels):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _remove_abandoned_builds(folder: Path) -> None:
@@ -142,17 +171,30 @@ def _build(source: SplitSource, folder: Path, *, workers: int | None, progress: 
         del images
         np.save(staging / "ids.npy", source.ids)
         np.save(staging / "labels.npy", source.labels)
+        files = {}
+        for name in FILES:
+            stat = (staging / name).stat()
+            files[name] = [stat.st_size, stat.st_mtime_ns]
         manifest = {
             "format": CACHE_FORMAT,
             "split": source.name,
             "layout": source.layout,
             "count": len(source),
             "fingerprint": source.fingerprint,
+            "files": files,
+            "checksum": _checksum(np.load(staging / "ids.npy"), np.load(staging / "labels.npy")),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
         _replace_folder(staging, folder)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            needed = len(source) * int(np.prod(PATCH_SHAPE))
+            raise DataError(
+                f"no space left on the device of {folder.parent} while caching the "
+                f"{source.name} split ({needed / 2**30:.1f} GiB of images): free space there, "
+                "or set PCAM_CACHE_DIR to a folder on a larger disk"
+            ) from None
         raise
 
 

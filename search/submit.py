@@ -41,7 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pcam.augment import TTA_MODES
 from pcam.cli import command_parser
 from pcam.data import Subset, TrainingData, load_split, load_training_data
-from pcam.errors import DataError, preview, run_cli
+from pcam.errors import DISK_FULL, DataError, preview, run_cli
 from pcam.images import PATCH_SHAPE
 from pcam.metrics import roc_auc
 from pcam.runtime import Runtime, resolve
@@ -442,6 +442,14 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
         _swap_in(staging, out / "best")
         os.replace(staged_csv, submission)
         upload_outputs(study, [out / "best" / MODEL_FILE, out / "best" / METADATA_FILE, submission])
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        raise DataError(
+            f"no space left on the device of {out} while writing the model or the submission; "
+            f"whatever {out} held before is untouched: free space there (or give --out another "
+            "disk) and run the same command again"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if staged_csv is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +18,7 @@ from PIL import Image
 import pcam.cache
 from pcam.cache import cache_folder
 from pcam.data import load_split
+from pcam.errors import DataError
 from pcam.layouts import detect
 from tests.helpers import patch, write_kaggle
 
@@ -96,6 +99,7 @@ def _processes_running(command: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_killed_build_is_not_trusted_and_is_cleaned_up(tmp_path, private_cache):
     """SIGKILL mid-build (no handler runs): the next run ignores the remains and rebuilds."""
     root = write_kaggle(tmp_path / "k", n_train=3000)
@@ -123,6 +127,7 @@ def test_killed_build_is_not_trusted_and_is_cleaned_up(tmp_path, private_cache):
     assert not list(folder.parent.glob(".train.building-*"))
 
 
+@pytest.mark.slow
 def test_parallel_build_equals_serial(tmp_path):
     root = write_kaggle(tmp_path / "k", n_train=2100)
     from pcam.layouts import open_split
@@ -131,3 +136,69 @@ def test_parallel_build_equals_serial(tmp_path):
     serial = pcam.cache.load_or_build(source, tmp_path / "serial", workers=1, progress=False)
     parallel = pcam.cache.load_or_build(source, tmp_path / "parallel", workers=2, progress=False)
     assert np.array_equal(serial.images, parallel.images)
+
+
+def _cut_images_short(folder: Path) -> None:
+    path = folder / "images.npy"
+    os.truncate(path, path.stat().st_size - 96 * 96 * 3)
+
+
+def _scribble_on_images(folder: Path) -> None:  # same size: only the time says it changed
+    with open(folder / "images.npy", "r+b") as images:
+        images.seek(-5000, os.SEEK_END)
+        images.write(b"\xff" * 5000)
+
+
+def _flip_labels_keeping_the_time(folder: Path) -> None:  # only the checksum can tell
+    path = folder / "labels.npy"
+    stat = path.stat()
+    np.save(path, 1 - np.load(path))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.parametrize(
+    "damage, said",
+    [
+        (_cut_images_short, "has images.npy of"),
+        (_scribble_on_images, "has images.npy modified after its build"),
+        (_flip_labels_keeping_the_time, "has ids or labels that differ"),
+    ],
+    ids=["truncated", "edited", "labels-edited-time-kept"],
+)
+def test_a_cache_changed_after_its_build_is_rebuilt_not_trusted(tmp_path, capsys, damage, said):
+    root = write_kaggle(tmp_path / "k")
+    _, built = load_split(root, "train", progress=False)
+    pixels, labels = np.array(built.images), np.array(built.labels)
+    folder = built.folder
+    del built  # the memory map
+    time.sleep(0.05)  # an edit lands on a later clock tick than the build
+    damage(folder)
+    capsys.readouterr()
+    _, reopened = load_split(root, "train", progress=False)
+    assert np.array_equal(reopened.images, pixels) and np.array_equal(reopened.labels, labels)
+    note = capsys.readouterr().err
+    assert f"note: the cache at {folder} {said}" in note and "decoding the split again" in note
+    # and the rebuilt cache is trusted again, without a note
+    load_split(root, "train", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_disk_that_fills_during_the_build_is_one_clear_error_and_leaves_nothing(
+    tmp_path, monkeypatch
+):
+    root = write_kaggle(tmp_path / "k")
+    real_save = np.save
+
+    def save_on_a_full_disk(path, array):
+        if str(path).endswith("labels.npy"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_save(path, array)
+
+    monkeypatch.setattr(pcam.cache.np, "save", save_on_a_full_disk)
+    with pytest.raises(DataError, match=r"no space left on the device of .* PCAM_CACHE_DIR"):
+        load_split(root, "train", progress=False)
+    folder = cache_folder(detect(root), "train")
+    assert list(folder.parent.iterdir()) == []  # no cache and no staging folder
+    monkeypatch.setattr(pcam.cache.np, "save", real_save)
+    _, train = load_split(root, "train", progress=False)
+    assert len(train) == 12 and json.loads((folder / "manifest.json").read_text())["count"] == 12
