@@ -15,6 +15,7 @@ from search.config import (
     REAL_DATA_EPOCHS,
     SAMPLERS,
     STORAGE_ENV,
+    SYNTHETIC_TRIAL_MINUTES,
     TUNERS,
     UNTIL_BUDGET,
     SearchConfig,
@@ -174,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="MINUTES",
         help="prune a trial whose first batches project it past this (default: half of "
-        "--budget, else none)",
+        f"--budget; without one, {SYNTHETIC_TRIAL_MINUTES:g} on the embedded synthetic set, "
+        "none with --data)",
     )
     budget.add_argument(
         "--max-epochs",
@@ -306,13 +308,24 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    from search.runner import run_search, summary
+    from search.runner import STORAGE_ERRORS, run_search, summary
+    from search.study import storage_hint
     from search.workers import WorkersFailed
 
     try:
         outcome = run_search(config)
     except WorkersFailed as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except STORAGE_ERRORS as error:  # outside the trial loop, which retries them first
+        cause = error.__cause__ or error
+        said = f"{type(cause).__name__}: {str(cause).splitlines()[0]}"
+        print(
+            f"error: the storage {config.shown_storage} failed ({said}){storage_hint(said)}; "
+            "every trial it recorded is kept there: once it answers, run the same command to "
+            "resume",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print(

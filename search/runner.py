@@ -288,13 +288,13 @@ def _optimize(
                 # A shared database can refuse a write for a moment (a lock held past the
                 # timeout, a dropped connection); the study is intact, so wait and go on.
                 storage_errors += 1
-                if storage_errors > STORAGE_RETRIES:
-                    raise
                 cause = error.__cause__ or error
+                said = f"{type(cause).__name__}: {str(cause).splitlines()[0]}"
+                if storage_errors > STORAGE_RETRIES:
+                    raise  # search.run says what failed and what to do, in one line
                 log(
-                    f"worker {config.worker_index}: storage error ({type(cause).__name__}: "
-                    f"{str(cause).splitlines()[0]}); retry {storage_errors} of "
-                    f"{STORAGE_RETRIES} in {STORAGE_RETRY_SECONDS:.0f} s"
+                    f"worker {config.worker_index}: storage error ({said}); retry "
+                    f"{storage_errors} of {STORAGE_RETRIES} in {STORAGE_RETRY_SECONDS:.0f} s"
                 )
                 time.sleep(STORAGE_RETRY_SECONDS)
 

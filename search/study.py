@@ -26,6 +26,7 @@ from search.provenance import git_commit, package_versions
 from search.space import outside, seed_baseline_values, space_changes
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SQLITE_LOCK_SECONDS = 60.0  # how long a write waits for another process's lock on SQLite
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -75,11 +76,13 @@ def make_storage(url: str, *, heartbeat: int) -> optuna.storages.RDBStorage:
 
     A worker that stops sending heartbeats for ``2 × heartbeat`` seconds has its trial
     marked FAIL by the next worker that checks, and a copy of it is enqueued (up to 3 times).
-    SQLite gets a 60 s lock timeout and write-ahead logging, so that a few local workers
-    wait for each other instead of failing with "database is locked".
+    SQLite gets a ``SQLITE_LOCK_SECONDS`` lock timeout and write-ahead logging, so that a few
+    local workers wait for each other instead of failing with "database is locked".
     """
     sqlite = url.startswith("sqlite")
-    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
+    engine_kwargs = (
+        {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}} if sqlite else {"pool_pre_ping": True}
+    )
     if sqlite:
         _enable_wal(url)
     return optuna.storages.RDBStorage(
@@ -98,7 +101,7 @@ def _enable_wal(url: str) -> None:
     if path in ("", ":memory:"):
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
+    with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_LOCK_SECONDS)) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
 
 
@@ -108,9 +111,25 @@ def _enable_wal(url: str) -> None:
 # keeps its traceback.
 OPENING_ERRORS = (
     sqlalchemy.exc.SQLAlchemyError,
+    sqlite3.Error,
     ImportError,
     optuna.exceptions.StorageInternalError,
 )
+
+
+def storage_hint(message: str) -> str:
+    """What to do about a storage error, for the two a local SQLite file gives."""
+    if "readonly" in message or "read-only" in message:
+        return (
+            "; the database file or its folder is read-only: make it writable, or give "
+            "--storage a path you can write"
+        )
+    if "locked" in message:
+        return (
+            f"; another program held a lock on the database for over {SQLITE_LOCK_SECONDS:g} "
+            "s: close it, or give this search its own --storage"
+        )
+    return ""
 
 
 def finished_trials(study: optuna.Study) -> int:
@@ -124,7 +143,10 @@ def connect(config: SearchConfig) -> tuple[optuna.storages.RDBStorage, bool]:
         storage = make_storage(url, heartbeat=config.heartbeat)
         existing = config.study in optuna.get_all_study_names(storage=storage)
     except OPENING_ERRORS as error:
-        raise DataError(f"--storage {redacted(url)}: cannot open it ({error})") from None
+        said = str(error).splitlines()[0]
+        raise DataError(
+            f"--storage {redacted(url)}: cannot open it ({said}){storage_hint(said)}"
+        ) from None
     return storage, existing
 
 

@@ -3,11 +3,18 @@ in the code keeps its traceback."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
 import optuna
 import pytest
 
 from pcam.errors import DataError
-from search import report, study, submit
+from search import report, run, runner, study, submit
 from search.config import SearchConfig
 
 
@@ -53,3 +60,78 @@ def test_a_bug_is_not_turned_into_cannot_open_it(opener, tmp_path, monkeypatch):
     monkeypatch.setattr(optuna, "get_all_study_names", broken)
     with pytest.raises(ZeroDivisionError):
         opener(url)
+
+
+def _make_read_only(path: Path) -> Callable[[], object]:
+    """Make ``path`` unwritable, even to root (an immutable file); returns the undo."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return lambda: path.chmod(0o644)
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"running as root and chattr +i is refused here: {done.stderr.strip()}")
+    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_read_only_database_is_one_line_saying_so_and_can_still_be_reported(tmp_path):
+    database = tmp_path / "pcam.db"
+    url = f"sqlite:///{database}"
+    optuna.create_study(study_name="pcam", storage=url)
+    undo = _make_read_only(database)
+    try:
+        with pytest.raises(DataError) as raised:
+            _open_by_run(url)
+        assert "read-only: make it writable" in str(raised.value)
+        assert _open_by_report(url).study_name == "pcam"  # reading needs no write
+    finally:
+        undo()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("locked_from", ["the start", "mid-search"])
+def test_a_database_locked_past_the_timeout_ends_the_search_in_one_line_losing_nothing(
+    tmp_path, tiny_synthetic, monkeypatch, capsys, locked_from
+):
+    """Locked from the start, resuming the study fails at once; locked once a trial has been
+    recorded, the worker retries and then gives up. One line either way."""
+    database = tmp_path / "locked.db"
+    url = f"sqlite:///{database}"
+    argv = ["--data", str(tiny_synthetic), "--storage", url, "--max-epochs", "1", "--limit",
+            "40", "--no-progress", "--no-report"]  # fmt: skip
+    assert run.main([*argv, "--trials", "1"]) == 0
+    monkeypatch.setattr(study, "SQLITE_LOCK_SECONDS", 0.5)
+    monkeypatch.setattr(runner, "STORAGE_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(runner, "STORAGE_RETRIES", 2)
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as other_program:
+        if locked_from == "the start":
+            other_program.execute("BEGIN EXCLUSIVE")
+        else:
+            describe = runner.describe_trial
+
+            def lock_once_recorded(trial):
+                if not other_program.in_transaction:
+                    other_program.execute("BEGIN EXCLUSIVE")
+                return describe(trial)
+
+            monkeypatch.setattr(runner, "describe_trial", lock_once_recorded)
+        recorded = _trials(url)
+        capsys.readouterr()
+        status = run.main([*argv, "--trials", "4"])
+        if locked_from == "mid-search":
+            recorded = _trials(url)  # read while locked: what the worker had recorded
+        other_program.execute("ROLLBACK")
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err[-3000:]
+    assert "database is locked" in errors[0] and "another program held a lock" in errors[0]
+    assert "run the same command to resume" in errors[0]
+    retried = f"retry {runner.STORAGE_RETRIES} of {runner.STORAGE_RETRIES}" in err
+    assert retried == (locked_from == "mid-search"), err[-3000:]
+    assert len(recorded) == (1 if locked_from == "the start" else 2)
+    assert _trials(url)[: len(recorded)] == recorded
+
+
+def _trials(url: str) -> list[tuple]:
+    trials = optuna.load_study(study_name="pcam", storage=url).trials
+    return [(t.number, t.state, t.value) for t in trials]
