@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def patch(seed: int) -> np.ndarray:
@@ -50,3 +56,29 @@ def write_folders(root: Path, *, per_class: int = 4, suffix: str = ".png") -> Pa
         for i in range(per_class):
             Image.fromarray(patch(label * 100 + i)).save(root / str(label) / f"p{label}{i}{suffix}")
     return root
+
+
+def checkout_commit() -> str:
+    """What the provenance should record for this checkout, asked of git here: HEAD, with
+    ``+dirty`` while tracked files differ from it (untracked ones do not count)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    changed = subprocess.run(
+        ["git", "diff", "HEAD", "--name-only"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return head + ("+dirty" if changed else "")
+
+
+@contextlib.contextmanager
+def children_take_sigint() -> Iterator[None]:
+    """Processes started inside take SIGINT as Ctrl-C even while this one ignores it, as a
+    command started in the background by a non-interactive shell does: an ignored signal stays
+    ignored across exec, and Python then installs no KeyboardInterrupt handler."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

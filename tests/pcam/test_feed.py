@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from pcam.augment import Augment
 from pcam.data import Subset, load_training_data
@@ -52,6 +53,7 @@ def test_augmentation_is_applied_to_training_batches():
     assert (images[:, 0, 1, 0] != 255).any()
 
 
+@pytest.mark.slow
 def test_fit_under_the_torch_backend(tiny_synthetic, private_cache):
     """The same feed and model train under KERAS_BACKEND=torch (torch 2.13.0, CPU build)."""
     load_training_data(tiny_synthetic, limit=40, progress=False)  # build the cache here

@@ -67,6 +67,7 @@ def test_a_bad_budget_is_refused_on_the_command_line(text):
     assert "--budget" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_the_budget_cuts_the_running_trial_starts_no_other_and_is_recorded(
     tmp_path, tiny_synthetic
 ):
@@ -98,6 +99,7 @@ def test_the_budget_cuts_the_running_trial_starts_no_other_and_is_recorded(
     assert "overhead" in text and f"best: trial {cut.number}" in text
 
 
+@pytest.mark.slow
 def test_a_trial_projected_past_the_cap_is_pruned_from_its_first_batches(tiny_synthetic):
     data = load_training_data(tiny_synthetic, progress=False)  # 96 patches: 3 steps of 32
     study = optuna.create_study(direction="maximize")

@@ -78,6 +78,7 @@ def dashboard(tmp_path_factory):
             server.wait()
 
 
+@pytest.mark.slow
 def test_dashboard_serves_the_trials_of_a_real_search(dashboard):
     base, storage, name = dashboard
     study = optuna.load_study(study_name=name, storage=storage)
@@ -99,6 +100,7 @@ def test_dashboard_serves_the_trials_of_a_real_search(dashboard):
     assert {"key": "role", "value": "seed_baseline"} in trials[0]["user_attrs"]
 
 
+@pytest.mark.slow
 def test_the_dashboard_names_the_metric_and_shows_the_study_note(dashboard):
     base, storage, name = dashboard
     study = optuna.load_study(study_name=name, storage=storage)
@@ -114,6 +116,7 @@ def test_the_dashboard_names_the_metric_and_shows_the_study_note(dashboard):
     assert f"python -m search.submit --study {name}" in note
 
 
+@pytest.mark.slow
 def test_the_dashboard_serves_the_report_as_a_study_artifact(dashboard, tmp_path_factory):
     base, _, name = dashboard
     summaries = get_json(f"{base}/api/studies")["study_summaries"]

@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import optuna
 import pytest
 
 from pcam.data import load_training_data
+from pcam.feed import PatchFeed
 from pcam.model import ModelParams
 from pcam.runtime import Runtime
 from pcam.train import VAL_AUC, TrainingDiverged, train
@@ -26,6 +28,7 @@ def data(tiny_synthetic):
     return load_training_data(tiny_synthetic, limit=40, progress=False)
 
 
+@pytest.mark.slow
 def test_monitored_key_is_in_the_history(data):
     """A misnamed metric silently disables pruning: the key every pruner reads must exist."""
     result = train(SMALL, data.train, data.val, seed=0)
@@ -56,6 +59,7 @@ def _small_values(**overrides) -> dict:
     )
 
 
+@pytest.mark.slow
 def test_objective_records_user_attrs_and_intermediate_values(data):
     study = _study_with(_small_values())
     study.optimize(Objective(data, max_epochs=2, max_params=10**7, seed=0), n_trials=1)
@@ -74,6 +78,7 @@ def test_objective_records_user_attrs_and_intermediate_values(data):
     assert trial.user_attrs["training_seed"] == 0 + trial.number
 
 
+@pytest.mark.slow
 def test_objective_trains_with_its_runtime(data):
     """--precision and --jit-compile reach every trial's model, not only the summary line."""
     runtime = Runtime("auto", "CPU", "mixed_bfloat16", jit_compile=True, val_batch_size=7)
@@ -90,6 +95,7 @@ def test_objective_trains_with_its_runtime(data):
 
 
 @pytest.mark.filterwarnings("ignore:Fixed parameter")
+@pytest.mark.slow
 def test_diverging_trial_fails_with_reason_and_the_study_goes_on(tiny_synthetic):
     data = load_training_data(tiny_synthetic, progress=False)  # 96 patches: 3 steps of 32
     study = _study_with(_small_values(optimizer="sgd", learning_rate=1e9, batch_size=32))
@@ -100,6 +106,35 @@ def test_diverging_trial_fails_with_reason_and_the_study_goes_on(tiny_synthetic)
     assert failed.state == optuna.trial.TrialState.FAIL
     assert failed.user_attrs["fail_reason"].startswith("diverged")
     assert ok.state == optuna.trial.TrialState.COMPLETE
+
+
+def test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on(data, monkeypatch):
+    """A training batch that cannot be allocated (a real MemoryError, from numpy, in the feed's
+    worker thread; TensorFlow hands it on as ResourceExhaustedError) fails that trial, and the
+    next trial trains."""
+    getitem = PatchFeed.__getitem__
+    refused = []
+
+    def first_training_batch_out_of_memory(self, index):
+        if self.shuffle and not refused:
+            refused.append(index)
+            np.empty(2**62, dtype=np.uint8)  # 4 EiB: refused at once, nothing is allocated
+        return getitem(self, index)
+
+    monkeypatch.setattr(PatchFeed, "__getitem__", first_training_batch_out_of_memory)
+    study = _study_with(_small_values())
+    study.enqueue_trial(_small_values())
+    objective = Objective(data, max_epochs=2, max_params=10**7, seed=0)
+    study.optimize(objective, n_trials=2, catch=(TrialFailed,))
+    failed, ok = study.trials
+    assert refused and failed.state == optuna.trial.TrialState.FAIL
+    assert failed.user_attrs["fail_reason"] in {
+        "out of memory: MemoryError",  # JAX, PyTorch
+        "out of memory: ResourceExhaustedError",  # TensorFlow
+    }
+    assert failed.intermediate_values == {}
+    assert ok.state == optuna.trial.TrialState.COMPLETE
+    assert sorted(ok.intermediate_values) == [0, 1]
 
 
 def test_oversized_model_is_pruned_before_training(data):
@@ -172,6 +207,7 @@ print(study.trials[0].state.name, sum(ref() is not None for ref in built), len(b
 """
 
 
+@pytest.mark.slow
 def test_a_trials_model_is_freed_when_the_trial_ends(tiny_synthetic):
     """One collection per trial, after the model is let go: none lives on into the next trial."""
     done = subprocess.run(
@@ -184,6 +220,7 @@ def test_a_trials_model_is_freed_when_the_trial_ends(tiny_synthetic):
     assert done.stdout.split()[-3:] == ["COMPLETE", "0", "1"]
 
 
+@pytest.mark.slow
 def test_the_seed_baseline_priors_and_warm_starts_run_their_whole_schedule(data):
     """A pruner that prunes every trial at every epoch stops a sampled trial after its first
     epoch, and none of the enqueued reference designs."""
@@ -205,6 +242,7 @@ def test_the_seed_baseline_priors_and_warm_starts_run_their_whole_schedule(data)
 
 
 @pytest.mark.filterwarnings("ignore:Fixed parameter")
+@pytest.mark.slow
 def test_a_nan_validation_auc_fails_the_trial_with_its_reason_and_the_study_goes_on(data):
     """Validation patches of one class (a set handed in directly, past load_training_data's
     check) score NaN: the trial fails with why, and the next trial runs."""

@@ -192,6 +192,7 @@ def render(study: optuna.Study, tmp_path: Path) -> tuple[Path, str]:
     return path, page.replace(bundle, "/* plotly.js */")
 
 
+@pytest.mark.slow
 def test_full_report_has_every_section_and_embeds_plotly_once(full_report):
     study, path, page = full_report
     assert path.name == "report.html" and path.parent.name == "out"
@@ -329,6 +330,7 @@ def test_write_report_replaces_atomically_and_keeps_the_old_page_on_error(tmp_pa
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
 
 
+@pytest.mark.slow
 def test_cli_writes_the_default_path_and_rejects_an_unknown_study(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     study = new_study(tmp_path / "studies", "demo")  # where search.run puts study "demo"
@@ -441,6 +443,7 @@ def open_in_chromium(page: Path, tmp_path: Path, *extra: str) -> subprocess.Comp
     return subprocess.run(command, capture_output=True, text=True, timeout=90)
 
 
+@pytest.mark.slow
 def test_report_renders_in_a_browser(full_db, tmp_path):
     study = copy_of(full_db, tmp_path / "db")
     running = study.ask()  # a running trial as well: the page must still draw

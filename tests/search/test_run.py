@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
+import sqlalchemy
+import sqlalchemy.event
 from optuna.trial import TrialState
 
+from search import runner
 from search.config import SearchConfig
 from search.runner import run_search, summary
 from search.space import seed_baseline_values
-from tests.helpers import write_folders, write_hdf5, write_kaggle
+from tests.helpers import (
+    checkout_commit,
+    children_take_sigint,
+    write_folders,
+    write_hdf5,
+    write_kaggle,
+)
 
 QUICK = ["--max-epochs", "2", "--limit", "40", "--no-progress"]
 
@@ -51,6 +67,7 @@ def _search_cli(args: list[str], **popen) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_study_starts_with_the_seed_baseline_and_stores_epochs(tmp_path, tiny_synthetic):
     config = _config(tmp_path, tiny_synthetic)
     outcome = run_search(config)
@@ -62,7 +79,8 @@ def test_study_starts_with_the_seed_baseline_and_stores_epochs(tmp_path, tiny_sy
     assert sorted(first.intermediate_values) == [0, 1]
     attrs = outcome.study.user_attrs
     assert attrs["split_seed"] == 0 and attrs["data_fingerprint"]
-    assert "optuna" in attrs["package_versions"] and attrs["git_commit"]
+    assert "optuna" in attrs["package_versions"]
+    assert attrs["git_commit"] == checkout_commit()
     text = summary(outcome, config)
     assert "seed baseline (trial 0)" in text and "optuna-dashboard sqlite:///" in text
 
@@ -83,6 +101,7 @@ def test_study_starts_with_the_seed_baseline_and_stores_epochs(tmp_path, tiny_sy
     assert len(json.loads(done.stdout)) == len(again.study.trials)
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tmp_path, tiny_synthetic):
     run_search(_config(tmp_path, tiny_synthetic, trials=1))
     done = _search_cli(
@@ -107,6 +126,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_synthetic):
     assert "max_epochs (2 then, 3 now)" in err
 
 
+@pytest.mark.slow
 def test_a_space_file_shapes_the_search_and_a_resume_must_keep_it(tmp_path, tiny_synthetic):
     narrow = tmp_path / "narrow.toml"
     narrow.write_text(
@@ -150,27 +170,36 @@ def test_a_space_file_shapes_the_search_and_a_resume_must_keep_it(tmp_path, tiny
     assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 3
 
 
+@pytest.mark.slow
 def test_sigint_leaves_no_running_trial_and_the_next_run_resumes(tmp_path, tiny_synthetic):
-    storage = f"sqlite:///{tmp_path / 'int.db'}"
+    database = tmp_path / "int.db"
+    storage = f"sqlite:///{database}"
     args = ["--data", str(tiny_synthetic), "--study", "int", "--storage", storage, *QUICK]
-    search = _search_cli([*args, "--trials", "50"])
+    with children_take_sigint():
+        search = _search_cli([*args, "--trials", "50"])
     deadline = time.time() + 180
-    study = None
-    while time.time() < deadline:
+    states: list[str] = []
+    while time.time() < deadline:  # until a trial has completed and the next one is training
         time.sleep(1)
-        try:
-            study = optuna.load_study(study_name="int", storage=storage)
-        except KeyError:
-            continue
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+        states = trial_states(database)
+        if "RUNNING" in states and "COMPLETE" in states[: states.index("RUNNING")]:
             break
+    else:
+        search.kill()
+        _, err = search.communicate(timeout=60)
+        pytest.fail(
+            f"no complete trial followed by a running one within 180 s (trials: {states}); "
+            f"the search said: {err[-2000:]}"
+        )
     search.send_signal(signal.SIGINT)
     _, err = search.communicate(timeout=60)
     assert search.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "run the same command to resume" in err
     trials = optuna.load_study(study_name="int", storage=storage).trials
     assert TrialState.RUNNING not in {t.state for t in trials}
+    # the interrupted search still writes its report (README: "also on Ctrl-C")
+    assert (tmp_path / "studies" / "int" / "report.html").is_file(), err[-2000:]
+    assert f"report: {Path('studies', 'int', 'report.html')}" in err
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
     resumed = _search_cli([*args, "--trials", str(len(finished) + 1)])
@@ -183,6 +212,19 @@ def test_sigint_leaves_no_running_trial_and_the_next_run_resumes(tmp_path, tiny_
         len([t for t in after if t.state in (TrialState.COMPLETE, TrialState.PRUNED)])
         == len(finished) + 1
     )
+
+
+def trial_states(database: Path) -> list[str]:
+    """The study's trial states in trial order, read with plain SQLite and never written:
+    opening the file through Optuna while the search creates it would race it to create the
+    schema."""
+    if not database.exists():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return [state for (state,) in db.execute("SELECT state FROM trials ORDER BY number")]
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return []
 
 
 MEMORY_SCRIPT = """
@@ -221,6 +263,7 @@ print(" ".join(f"{r:.1f}" for r in rss))
         ("tensorflow", 6 * 20),
     ],
 )
+@pytest.mark.slow
 def test_memory_does_not_grow_from_trial_to_trial(tiny_synthetic, backend, allowed_mib):
     env = {**os.environ, "KERAS_BACKEND": backend}
     done = subprocess.run(
@@ -236,6 +279,7 @@ def test_memory_does_not_grow_from_trial_to_trial(tiny_synthetic, backend, allow
     assert growth < allowed_mib, f"RSS grew {growth:.0f} MiB over 6 trials: {rss}"
 
 
+@pytest.mark.slow
 def test_a_small_study_completes_under_the_torch_backend(tmp_path, tiny_synthetic):
     storage = f"sqlite:///{tmp_path / 'torch.db'}"
     env = {**os.environ, "KERAS_BACKEND": "torch"}
@@ -265,6 +309,87 @@ def test_a_small_study_completes_under_the_torch_backend(tmp_path, tiny_syntheti
     assert "best: trial" in out
 
 
+def test_timeout_stops_starting_trials(tmp_path, tiny_synthetic, monkeypatch):
+    """--timeout S: no trial starts more than S seconds after the command started, and the
+    search ends there, short of --trials. Every model is over --max-params: no training."""
+    timeout = 4.0
+    config = _config(
+        tmp_path, tiny_synthetic, trials=10**6, timeout=timeout, max_params=1, report=False
+    )
+    wait_for_slot = runner._wait_for_slot
+
+    def guarded(study, config, deadline):  # a search that ignores --timeout fails, not hangs
+        if time.monotonic() > started + timeout + 60:
+            pytest.fail(f"still starting trials 60 s past --timeout {timeout:g}")
+        return wait_for_slot(study, config, deadline)
+
+    monkeypatch.setattr(runner, "_wait_for_slot", guarded)
+    started = time.monotonic()
+    outcome = run_search(config)
+    wall = time.monotonic() - started
+    trials = outcome.study.trials
+    assert len(trials) >= 2 and {t.state for t in trials} == {TrialState.PRUNED}
+    last_start = max(t.datetime_start for t in trials)
+    assert last_start - outcome.since < timedelta(seconds=timeout + 1), trials[-1]
+    assert wall < timeout + 15  # the last trial (pruned at once), then the study note
+
+
+@contextlib.contextmanager
+def refused_trial_starts(count: int) -> Iterator[list[str]]:
+    """The database answers the first ``count`` writes that start an enqueued trial (WAITING
+    to RUNNING) with SQLite's "database is locked", as a busy shared file does."""
+    refused: list[str] = []
+
+    def refuse(connection, cursor, statement, parameters, context, executemany):
+        starts = statement.startswith("UPDATE trials SET state") and "RUNNING" in parameters
+        if starts and not executemany and len(refused) < count:
+            refused.append(statement)
+            raise sqlite3.OperationalError("database is locked")
+        return statement, parameters
+
+    options = {"retval": True}
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", refuse, **options)
+    try:
+        yield refused
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", refuse)
+
+
+def test_storage_errors_are_retried_five_times_5_s_apart(
+    tmp_path, tiny_synthetic, monkeypatch, capsys
+):
+    """README: a worker rides out transient storage errors, logs each and retries up to 5
+    times, 5 s apart; a sixth ends the search. The waits are recorded, not slept."""
+    slept: list[float] = []
+    monkeypatch.setattr(
+        runner, "time", SimpleNamespace(monotonic=time.monotonic, sleep=slept.append)
+    )
+    config = _config(tmp_path, tiny_synthetic, trials=3, max_params=1, report=False)
+    with refused_trial_starts(5) as refused:
+        outcome = run_search(config)
+    assert len(refused) == 5 and slept == [5.0] * 5
+    trials = outcome.study.trials
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 3  # over --max-params: no training
+    assert trials[0].user_attrs["role"] == "seed_baseline"  # its start was refused, then taken
+    err = capsys.readouterr().err
+    for retry in range(1, 6):
+        assert (
+            "worker 0: storage error (OperationalError: (sqlite3.OperationalError) database is "
+            f"locked); retry {retry} of 5 in 5 s"
+        ) in err
+
+    slept.clear()
+    again = replace(config, study="again", storage=f"sqlite:///{tmp_path / 'again.db'}")
+    with refused_trial_starts(6), pytest.raises(optuna.exceptions.StorageInternalError):
+        run_search(again)
+    assert slept == [5.0] * 5
+    assert "retry 5 of 5" in capsys.readouterr().err
+    assert not optuna.load_study(study_name="again", storage=again.storage).get_trials(
+        states=(TrialState.RUNNING, TrialState.PRUNED, TrialState.COMPLETE)
+    )
+
+
+@pytest.mark.slow
 def test_the_same_seed_repeats_a_one_worker_search(tmp_path, tiny_synthetic):
     """One worker: --seed fixes every trial's params and training seed; another seed differs."""
 
@@ -307,6 +432,7 @@ WRITERS = {
         ("folders", ["--limit", "5"], "--limit 5 leaves 0 patches of class 1 (positive) for valid"),
     ],
 )
+@pytest.mark.slow
 def test_a_split_that_cannot_be_scored_is_refused_in_one_line(tmp_path, layout, args, expected):
     """Before any trial: exit 2, one line naming the value and the fix, no traceback."""
     root = WRITERS[layout](tmp_path / layout)

@@ -14,12 +14,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.helpers import children_take_sigint
+
 
 def _search_argv(data, storage: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "search.run", "--data", str(data), "--study", "s",
             "--storage", storage, "--limit", "40", "--no-report", *args]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_search_into_pipes_writes_plain_lines_one_per_trial(tmp_path, tiny_synthetic):
     storage = f"sqlite:///{tmp_path / 'pipes.db'}"
     # Progress stays asked for (no --no-progress); bytes, since text mode would turn "\r"
@@ -39,6 +42,7 @@ def test_a_search_into_pipes_writes_plain_lines_one_per_trial(tmp_path, tiny_syn
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+@pytest.mark.slow
 def test_a_stopped_search_fails_its_trial_with_the_reason_and_no_backend_error(
     tmp_path, tiny_synthetic, stop
 ):
@@ -46,19 +50,24 @@ def test_a_stopped_search_fails_its_trial_with_the_reason_and_no_backend_error(
     storage = f"sqlite:///{database}"
     # The seed baseline is never pruned: its 200 epochs outlast the wait below.
     argv = _search_argv(tiny_synthetic, storage, "--trials", "1", "--max-epochs", "200")
-    search = subprocess.Popen(
-        [*argv, "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},  # TensorFlow's warnings shown
-    )
+    with children_take_sigint():
+        search = subprocess.Popen(
+            [*argv, "--no-progress"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},  # TensorFlow's warnings shown
+        )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # until its first epoch is reported: mid-training
         time.sleep(0.5)
         if epochs_reported(database):
             break
+    else:
+        search.kill()
+        _, err = search.communicate(timeout=60)
+        pytest.fail(f"no epoch was reported within 180 s; the search said: {err[-3000:]}")
     search.send_signal(stop)
     _, err = search.communicate(timeout=120)
     assert search.returncode == 130, err[-3000:]

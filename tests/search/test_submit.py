@@ -21,7 +21,6 @@ import optuna
 import pandas as pd
 import pytest
 
-from pcam.augment import dihedral_one
 from pcam.data import Subset, TrainingData
 from pcam.errors import DataError
 from pcam.layouts import Layout
@@ -29,7 +28,7 @@ from pcam.metrics import roc_auc
 from pcam.model import ModelParams, build
 from pcam.synth import generate
 from pcam.train import predict
-from pcam.tta import predict_tta
+from pcam.tta import TransformedFeed, predict_tta, transforms_for
 from search import submit as submit_module
 from search.config import SearchConfig
 from search.predict import load_exported
@@ -37,6 +36,7 @@ from search.predict import main as predict_main
 from search.runner import run_search
 from search.space import params_from_values
 from search.submit import SubmitConfig, choose_trials, export, fit_subset, submit, summary
+from tests.helpers import checkout_commit
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ModelParams(blocks=1, filters=(4,), dense_units=4, crop=32)
@@ -115,6 +115,7 @@ def random_subset(count: int, seed: int = 0) -> Subset:
 # --- the happy path ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_submit_writes_a_valid_submission_in_sample_order(submitted, tiny_study):
     table = read_submission(submitted.submission)
     sample = read_submission(tiny_study.data / "sample_submission.csv")
@@ -159,7 +160,7 @@ def test_model_json_records_the_trial_data_and_provenance(submitted, tiny_study)
     assert metadata["train_patches"] == 80, "retrained on training and validation patches"
     assert metadata["tta"] == "d8"
     assert "keras" in metadata["package_versions"]
-    assert metadata["git_commit"]
+    assert metadata["git_commit"] == checkout_commit()
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
@@ -173,6 +174,7 @@ def test_export_reloads_to_identical_predictions(tmp_path):
     np.testing.assert_array_equal(predict(loaded, subset), before)
 
 
+@pytest.mark.slow
 def test_predict_reproduces_the_submission_and_scores_it(submitted, tiny_study, tmp_path, capsys):
     """search.predict reloads the exported file: same probabilities as submission.csv."""
     labels_csv = tiny_study.data / "test_labels.csv"
@@ -188,6 +190,7 @@ def test_predict_reproduces_the_submission_and_scores_it(submitted, tiny_study, 
     assert "accuracy" in printed and "actual 1" in printed
 
 
+@pytest.mark.slow
 def test_ensemble_averages_the_top_two_trials(tiny_study, tmp_path):
     outcome = submit(tiny_study.config(tmp_path / "out", ensemble=2, tta="none"))
     ranked = sorted(tiny_study.study().trials, key=lambda t: t.value, reverse=True)
@@ -206,23 +209,57 @@ def test_ensemble_averages_the_top_two_trials(tiny_study, tmp_path):
 # --- test-time augmentation -------------------------------------------------------------------
 
 
-def test_tta_is_the_mean_of_the_transformed_predictions():
+def _symmetries_of_the_square(images: np.ndarray) -> list[np.ndarray]:
+    """The 8 dihedral views of an N×H×W×C batch, made here: 4 rotations, each also transposed."""
+    turns = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    return turns + [np.swapaxes(turn, 1, 2) for turn in turns]
+
+
+def _probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    scores = model(np.ascontiguousarray(images), training=False)
+    return keras.ops.convert_to_numpy(scores).astype(np.float64).reshape(-1)
+
+
+def test_tta_is_the_mean_over_the_symmetries_of_the_square():
+    """d8 averages the 8 distinct symmetries, flips the 4 mirrorings, none the patch itself;
+    the views are checked as sets, independently of pcam's own transforms and their order."""
     model = build(ModelParams(blocks=1, filters=(4,), dense_units=4))
     subset = random_subset(7)
-    by_hand = np.stack(
-        [
-            keras.ops.convert_to_numpy(model(dihedral_one(subset.images, t), training=False))
-            .astype(np.float64)
-            .reshape(-1)
-            for t in range(8)
-        ]
-    )
+    views = _symmetries_of_the_square(subset.images)
+    assert len({view.tobytes() for view in views}) == 8
+    mirrorings = [subset.images, *(np.flip(subset.images, axes) for axes in (1, 2, (1, 2)))]
+    by_hand = np.stack([_probabilities(model, view) for view in views])
     assert np.ptp(by_hand, axis=0).max() > 1e-4, "the views differ, so the mean means something"
-    np.testing.assert_allclose(
-        predict_tta(model, subset, batch_size=3), by_hand.mean(axis=0), rtol=1e-5
-    )
-    flips = by_hand[[0, 4, 6, 2]].mean(axis=0)
-    np.testing.assert_allclose(predict_tta(model, subset, mode="flips"), flips, rtol=1e-5)
+
+    expected = {
+        "d8": by_hand.mean(axis=0),
+        "flips": np.mean([_probabilities(model, view) for view in mirrorings], axis=0),
+        "none": by_hand[0],
+    }
+    for mode, mean in expected.items():
+        np.testing.assert_allclose(
+            predict_tta(model, subset, mode=mode, batch_size=3), mean, rtol=1e-5, err_msg=mode
+        )
+    # and the feeds behind it hand the model exactly those views, each once
+    for mode, wanted in (("d8", views), ("flips", mirrorings)):
+        fed = [
+            TransformedFeed(subset, transform=transform, batch_size=len(subset))[0][0]
+            for transform in transforms_for(mode)
+        ]
+        assert sorted(view.tobytes() for view in fed) == sorted(v.tobytes() for v in wanted)
+
+
+def test_tta_of_a_patch_does_not_depend_on_its_orientation():
+    """Turning or mirroring the input permutes the 8 views: the d8 mean stays the same. A
+    quarter turn and a mirroring generate all 8 symmetries, so those two are enough."""
+    model = build(ModelParams(blocks=1, filters=(4,), dense_units=4))
+    subset = random_subset(5)
+    reference = predict_tta(model, subset)
+    quarter_turn = np.rot90(subset.images, 1, axes=(1, 2))
+    mirrored = np.flip(subset.images, 2)
+    for view in (quarter_turn, mirrored):
+        turned = replace(subset, images=np.ascontiguousarray(view))
+        np.testing.assert_allclose(predict_tta(model, turned), reference, rtol=1e-5)
 
 
 # --- which trials, which data -----------------------------------------------------------------
@@ -271,6 +308,7 @@ def test_fit_subset_joins_train_and_validation_when_they_share_images():
 # --- bad input: a clear message, exit status 2, nothing half-written --------------------------
 
 
+@pytest.mark.slow
 def test_cli_unknown_study_exits_2_without_traceback(tiny_study, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PCAM_CACHE_DIR": str(tmp_path / "cache")}
@@ -362,6 +400,7 @@ def test_failure_after_training_leaves_the_previous_submission(tiny_study, tmp_p
     assert not any((out / "best").iterdir())
 
 
+@pytest.mark.slow
 def test_the_retrain_reproduces_the_trials_schedule_and_stops_at_its_best_epoch():
     """Planned for the study's budget over the fit set's steps; stopped where the trial peaked."""
     from search.space import SPACE
@@ -400,6 +439,7 @@ def test_the_retrain_reproduces_the_trials_schedule_and_stops_at_its_best_epoch(
     assert model.get_layer("block1_bn1").momentum == pytest.approx(0.9)
 
 
+@pytest.mark.slow
 def test_submit_all_retrains_on_every_labelled_patch_not_the_searched_subset(tmp_path):
     """Search small (--limit 40 of 120 patches), retrain big (--all: all 120)."""
     data = generate(tmp_path / "data", n_train=120, n_test=8, seed=5, workers=1, progress=False)

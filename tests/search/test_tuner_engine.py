@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -114,26 +114,36 @@ def test_command_line_picks_the_engine_and_refuses_conflicts() -> None:
         SearchConfig(engine="keras-tuner", workers=2)
 
 
+@pytest.mark.slow
 def test_random_search_copies_each_trial_once_through_failures_and_interruptions(
     tmp_path, synthetic, monkeypatch
 ) -> None:
-    fit = PcamHyperModel.fit
-    calls = itertools.count()
-
-    def second_diverges(self, *args, **kwargs):
-        if next(calls) == 1:
-            raise keras_tuner.errors.FailedTrialError("diverged: loss became nan in epoch 1")
-        return fit(self, *args, **kwargs)
-
     config = _config(tmp_path, synthetic)
+    params = PcamHyperModel.params
+
+    def second_explodes(self, hp):
+        """KerasTuner trial 1 builds and trains with SGD at a learning rate of 1e9 (4 steps an
+        epoch): its real loss becomes NaN within the first epoch."""
+        chosen = params(self, hp)
+        if self.seed != config.seed + 1:
+            return chosen
+        exploding = dict(optimizer="sgd", learning_rate=1e9, schedule="constant", warmup=0.0)
+        return replace(chosen, **exploding, batch_size=8)
+
     with monkeypatch.context() as patch:
-        patch.setattr(PcamHyperModel, "fit", second_diverges)
+        patch.setattr(PcamHyperModel, "params", second_explodes)
         outcome = run_search(config)
     study = outcome.study
     # a failed trial does not use up --trials, as in the Optuna engine
     complete, fail = TrialState.COMPLETE, TrialState.FAIL
     assert [t.state for t in study.trials] == [complete, fail, complete]
-    assert study.trials[1].user_attrs["fail_reason"].startswith("diverged")
+    diverged = study.trials[1]
+    assert diverged.user_attrs["keras_tuner_trial_id"] == "1"
+    assert re.fullmatch(
+        r"diverged: loss became (nan|inf) in epoch 1", diverged.user_attrs["fail_reason"]
+    )
+    assert diverged.value is None and diverged.intermediate_values == {}
+    assert _keras_tuner_trial(config, diverged).status == "FAILED"
     baseline = study.trials[0]
     assert baseline.params == seed_baseline_values()
     assert sorted(baseline.intermediate_values) == [0, 1]
@@ -167,6 +177,7 @@ def test_random_search_copies_each_trial_once_through_failures_and_interruptions
     _check_copies(resumed.study, config)
 
 
+@pytest.mark.slow
 def test_hyperband_resumes_its_bracket_and_submit_retrains_the_best(tmp_path, synthetic) -> None:
     # --max-epochs 3: the seed baseline (3 epochs), then bracket 1: three 1-epoch trials,
     # of which the best is promoted to train epochs 1-2 from its weights
@@ -204,6 +215,7 @@ def test_hyperband_resumes_its_bracket_and_submit_retrains_the_best(tmp_path, sy
     )
 
 
+@pytest.mark.slow
 def test_bayesian_search_resumes_and_adds_trials(tmp_path, synthetic) -> None:
     config = _config(tmp_path, synthetic, tuner="bayesian")
     run_search(config)

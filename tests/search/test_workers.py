@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from search.study import make_storage
@@ -35,6 +36,7 @@ def _check_study(storage: str, study: str, trials: int) -> list[optuna.trial.Fro
     return loaded
 
 
+@pytest.mark.slow
 def test_two_workers_on_the_local_default_finish_exactly(tmp_path, tiny_synthetic):
     storage = f"sqlite:///{tmp_path / 'w.db'}"
     search = _search(
@@ -81,6 +83,7 @@ def _wait_for_running_trial(storage: str, study: str, timeout: float = 240):
     raise AssertionError("no trial started in time")
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_replaced_by_a_retry(tmp_path, tiny_synthetic):
     storage = f"sqlite:///{tmp_path / 'k.db'}"
     search = _search(tiny_synthetic, storage, "k", "--trials", "3", "--workers", "2")
@@ -95,6 +98,7 @@ def test_a_worker_killed_mid_trial_is_replaced_by_a_retry(tmp_path, tiny_synthet
     assert retry and retry[0].params == victim.params
 
 
+@pytest.mark.slow
 def test_a_search_whose_workers_all_die_exits_non_zero(tmp_path, tiny_synthetic):
     storage = f"sqlite:///{tmp_path / 'd.db'}"
     search = _search(tiny_synthetic, storage, "d", "--trials", "3", "--workers", "2")
@@ -109,6 +113,7 @@ def test_a_search_whose_workers_all_die_exits_non_zero(tmp_path, tiny_synthetic)
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_without_losing_trials(tmp_path, tiny_synthetic):
     storage = f"sqlite:///{tmp_path / 'r.db'}"
     search = _search(tiny_synthetic, storage, "r", "--trials", "3")
