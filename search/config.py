@@ -29,6 +29,15 @@ REAL_DATA_EPOCHS = 12
 # (2-core VM), while a draw of 5 blocks of 64+ filters at 96×96 would take half an hour and
 # break the hour's promise on its own.
 SYNTHETIC_TRIAL_MINUTES = 2.0
+# Trials one process runs before it hands the search to a fresh one (--recycle-after): on
+# TensorFlow a process keeps 70-80 MiB of every trial's model whatever is freed (README,
+# bench/bench_cleanup.py), so an overnight search in one process would outgrow a laptop; a
+# fresh process costs seconds against the minutes of 20 trials.
+RECYCLE_AFTER = 20
+# How a recycled process learns when the search began (seconds since the epoch) and how many
+# processes ran it before; only search.run sets them, on the process it replaces itself with.
+STARTED_ENV = "PCAM_SEARCH_STARTED"
+GENERATION_ENV = "PCAM_SEARCH_GENERATION"
 UNTIL_BUDGET = 1_000_000  # --trials when only --budget bounds a search
 BUDGET_UNITS = {"s": 1, "m": 60, "h": 3600}
 PASSWORD_IN_URL = re.compile(r"(//[^/:@]*):[^@/]*@")
@@ -107,6 +116,7 @@ class SearchConfig:
     max_params: int = 20_000_000
     workers: int = 1
     heartbeat: int = 60
+    recycle_after: int = RECYCLE_AFTER  # 0: one process runs every trial
     precision: str = "auto"
     jit_compile: str = "auto"
     val_batch_size: int | None = None
@@ -162,6 +172,10 @@ class SearchConfig:
             (
                 self.val_batch_size is None or self.val_batch_size >= 1,
                 "--val-batch-size must be positive",
+            ),
+            (
+                self.recycle_after >= 0,
+                f"--recycle-after {self.recycle_after}: 0 (never) or more trials",
             ),
             (self.heartbeat >= 1, f"--heartbeat {self.heartbeat}: must be at least 1 second"),
             (bool(self.study.strip()), "--study must not be empty"),

@@ -85,9 +85,11 @@ class Objective:
         deadline: float | None = None,
         time_cap: float | None = None,
         space: tuple[Dimension, ...] = SPACE,
+        generation: int = 0,
     ) -> None:
         """``deadline`` (``time.monotonic()``) cuts a running trial after the epoch that passes
-        it; ``time_cap`` (seconds) prunes a trial whose first batches project it past that."""
+        it; ``time_cap`` (seconds) prunes a trial whose first batches project it past that;
+        ``generation`` counts the processes this worker recycled before this one."""
         self.data = data
         self.runtime = runtime
         self.target_trials = target_trials
@@ -97,6 +99,7 @@ class Objective:
         self.deadline = deadline
         self.time_cap = time_cap
         self.space = space  # SPACE, or its --space narrowing
+        self.generation = generation
         settle_before_trials()  # the shared data and the backend: out of per-trial GC
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -115,6 +118,7 @@ class Objective:
             raise TrialFailed("surplus trial")
         params = suggest(trial, max_epochs=self.max_epochs, space=self.space)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker_generation", self.generation)  # --recycle-after
         trial.set_user_attr("runtime", self.runtime.describe())
         size = count_params(params)
         trial.set_user_attr("params_count", size)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 from pcam.cli import command_parser
 from pcam.errors import run_cli
 from pcam.runtime import PRECISIONS
 from search.config import (
     ENGINES,
+    GENERATION_ENV,
     PRUNERS,
     REAL_DATA_EPOCHS,
     SAMPLERS,
+    STARTED_ENV,
     STORAGE_ENV,
     SYNTHETIC_TRIAL_MINUTES,
     TUNERS,
@@ -215,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="validation batch size (default: 1024 on a GPU, 256 on a CPU)",
     )
+    runtime.add_argument(
+        "--recycle-after",
+        type=int,
+        default=defaults.recycle_after,
+        metavar="N",
+        help="after N trials a worker process replaces itself with a fresh one (same command, "
+        "the study resumed), so memory stays flat over a long search; 0: never "
+        "(default %(default)s)",
+    )
     workers = parser.add_argument_group("workers")
     workers.add_argument(
         "--workers",
@@ -299,6 +311,7 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         jit_compile=args.jit_compile,
         val_batch_size=args.val_batch_size,
         heartbeat=args.heartbeat,
+        recycle_after=args.recycle_after,
         worker_index=args.worker_index,
         progress=not args.no_progress,
         report=not args.no_report,
@@ -334,8 +347,38 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    if outcome.recycle:
+        recycle(config, argv, began=outcome.since.timestamp())
     print(summary(outcome, config))
     return 0
+
+
+def recycle(config: SearchConfig, argv: list[str] | None, *, began: float) -> NoReturn:
+    """Replace this process with a fresh one running the same command: the study resumes
+    where this one left it, with whatever memory the backend kept from its trials given back.
+    The new process counts --budget and --timeout from ``began`` (seconds since the epoch)."""
+    generation = int(os.environ.get(GENERATION_ENV) or 0) + 1
+    print(
+        f"worker {config.worker_index}: {config.recycle_after} trials in this process (peak "
+        f"resident memory {peak_resident_mib():,.0f} MiB); going on in a fresh one "
+        "(--recycle-after)",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stdout.flush()
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    environment = {**os.environ, STARTED_ENV: repr(began), GENERATION_ENV: str(generation)}
+    os.execve(sys.executable, [sys.executable, "-m", "search.run", *arguments], environment)
+
+
+def peak_resident_mib() -> float:
+    """This process's peak resident memory (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20  # KiB on Linux, B on macOS
 
 
 if __name__ == "__main__":

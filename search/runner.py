@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from pcam.cli import bar_disable
 from pcam.data import TrainingData, default_data_dir, load_training_data
 from pcam.runtime import resolve
-from search.config import SearchConfig, spoken_duration
+from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig, spoken_duration
 from search.dashboard import dashboard_command, name_metric, upload_outputs, write_note
 from search.objective import Objective, Terminated, TrialFailed
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE, seed_baseline
@@ -46,6 +47,8 @@ class SearchOutcome:
     trials_run: int
     since: datetime | None = None  # when this run began: the trials it ran started after
     wall_seconds: float = 0.0
+    # True when this process ran its --recycle-after trials and a fresh one should go on.
+    recycle: bool = False
 
 
 def load_data(config: SearchConfig) -> TrainingData:
@@ -82,8 +85,11 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     ``--budget``). With ``--workers N`` the study is prepared here and N worker processes
     share it.
     """
-    started = time.monotonic()
-    since = datetime.now()  # Optuna stamps trials with local naive times
+    # A recycled process goes on with the search its predecessor began: --budget, --timeout
+    # and the budget's account count from then.
+    began = float(os.environ.get(STARTED_ENV) or time.time())
+    started = time.monotonic() - max(time.time() - began, 0.0)
+    since = datetime.fromtimestamp(began)  # Optuna stamps trials with local naive times
     # Our own line per trial reports failures; Optuna would add a traceback for each.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -100,26 +106,28 @@ def run_search(config: SearchConfig) -> SearchOutcome:
         log(f"study {config.study!r} already has {already} finished trials; raise --trials to add")
         return SearchOutcome(study, resumed, 0)
     started_with = _started_trials(study)
+    recycle = False
     try:
         if config.workers > 1:
             from search.workers import supervise_workers
 
             supervise_workers(config, study)
         else:
-            _optimize(config, data, study, started=started)
-    finally:  # an interrupted search gets its report too
-        if config.budget is not None and config.worker_index == 0:
-            _record_budget(study, config, since, time.monotonic() - started)
-        if config.worker_index == 0:
+            recycle = _optimize(config, data, study, started=started)
+    finally:  # an interrupted search gets its report too; a recycled one leaves it to the last
+        if config.worker_index == 0 and not recycle:
+            if config.budget is not None:
+                _record_budget(study, config, since, time.monotonic() - started)
             _write_note(study, config)
-        if config.report and config.worker_index == 0:
-            _write_report(study, config)
+            if config.report:
+                _write_report(study, config)
     return SearchOutcome(
         study,
         resumed,
         _started_trials(study) - started_with,
         since=since,
         wall_seconds=time.monotonic() - started,
+        recycle=recycle,
     )
 
 
@@ -229,8 +237,9 @@ def _write_report(study: optuna.Study, config: SearchConfig) -> None:
 
 def _optimize(
     config: SearchConfig, data: TrainingData, study: optuna.Study, *, started: float
-) -> None:
-    """This process's trials, one at a time, while the study has free slots.
+) -> bool:
+    """This process's trials, one at a time, while the study has free slots; True when it
+    stopped after ``--recycle-after`` trials with slots still free (a fresh process goes on).
 
     ``started`` (``time.monotonic()``) is when the search began: ``--budget`` counts from it,
     data loading included.
@@ -253,6 +262,7 @@ def _optimize(
         deadline=None if config.budget is None else started + config.budget,
         time_cap=config.trial_cap_seconds,
         space=config.search_space,
+        generation=int(os.environ.get(GENERATION_ENV) or 0),
     )
     bar = tqdm(
         total=config.trials,
@@ -271,11 +281,14 @@ def _optimize(
         bar.refresh()
 
     storage_errors = 0
+    ran = 0
     with bar, _sigterm_as_interrupt():
         while True:
             try:
                 if not _wait_for_slot(study, config, deadline):
-                    break
+                    return False
+                if config.recycle_after and ran >= config.recycle_after:
+                    return True
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
                 study.optimize(
                     objective,
@@ -284,6 +297,7 @@ def _optimize(
                     callbacks=[on_trial_end],
                     catch=(TrialFailed,),
                 )
+                ran += 1
             except STORAGE_ERRORS as error:
                 # A shared database can refuse a write for a moment (a lock held past the
                 # timeout, a dropped connection); the study is intact, so wait and go on.

@@ -37,6 +37,7 @@ def worker_argv(config: SearchConfig, index: int) -> list[str]:
         "--val-fraction", str(config.val_fraction),
         "--max-params", str(config.max_params),
         "--heartbeat", str(config.heartbeat),
+        "--recycle-after", str(config.recycle_after),
         "--precision", config.precision,
         "--jit-compile", config.jit_compile,
         "--workers", "1",

@@ -6,6 +6,7 @@ and submitted once; the other tests reuse it or fail before any training.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
@@ -398,6 +399,54 @@ def test_failure_after_training_leaves_the_previous_submission(tiny_study, tmp_p
     assert (out / "submission.csv").read_text() == "id,label\nold,0.5\n"
     assert sorted(p.name for p in out.iterdir()) == ["best", "submission.csv"]
     assert not any((out / "best").iterdir())
+
+
+def _tiny_retrain(trial, fit_data, *, max_epochs, seed, runtime, progress):
+    record = {"trial": trial.number, "val_auc": trial.value, "params": {}, "epochs_trained": 1}
+    return build(TINY), record
+
+
+@pytest.mark.parametrize("where", ["the model export", "the submission"])
+def test_a_full_disk_during_the_export_leaves_the_previous_model_and_submission(
+    tiny_study, tmp_path, monkeypatch, where
+):
+    """ENOSPC half-way through a write: one clear error, the earlier pair untouched, no
+    staging folder or staged CSV left for a later run to trust."""
+    out = tmp_path / "out"
+    (out / "best").mkdir(parents=True)
+    (out / "best" / "model.json").write_text('{"old": true}\n')
+    (out / "submission.csv").write_text("id,label\nold,0.5\n")
+    monkeypatch.setattr(submit_module, "retrain", _tiny_retrain)
+    if where == "the model export":
+        real_export = submit_module.export
+
+        def export_onto_a_full_disk(model, metadata, folder):
+            real_export(model, metadata, folder)  # the files are half there when the disk fills
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder / "model.keras"))
+
+        monkeypatch.setattr(submit_module, "export", export_onto_a_full_disk)
+    else:
+        real_open = Path.open
+
+        def open_onto_a_full_disk(self, mode="r", *args, **kwargs):
+            handle = real_open(self, mode, *args, **kwargs)
+            if self.name.startswith(".submission.csv.partial"):
+
+                def writelines(lines):  # a first row lands, then the disk is full
+                    handle.write("p0,0.1\n")
+                    raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+                handle.writelines = writelines
+            return handle
+
+        monkeypatch.setattr(Path, "open", open_onto_a_full_disk)
+
+    with pytest.raises(DataError, match=r"no space left on the device of .*untouched"):
+        submit(tiny_study.config(out, tta="none"))
+    assert (out / "submission.csv").read_text() == "id,label\nold,0.5\n"
+    assert (out / "best" / "model.json").read_text() == '{"old": true}\n'
+    assert sorted(p.name for p in out.iterdir()) == ["best", "submission.csv"]
+    assert [p.name for p in (out / "best").iterdir()] == ["model.json"]
 
 
 @pytest.mark.slow
