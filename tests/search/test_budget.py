@@ -115,10 +115,17 @@ def test_a_trial_projected_past_the_cap_is_pruned_from_its_first_batches(tiny_sy
     # of epoch 1's three), and the cut epoch is not reported
     assert trial.user_attrs["projected_seconds"] > 2 * 0.5
     assert sorted(trial.intermediate_values) == []
+    # the seed baseline is measured whatever the cap: it is what the search is judged against
+    study.enqueue_trial(seed_baseline_values() | SMALL, user_attrs={"role": SEED_BASELINE_ROLE})
+    study.optimize(
+        Objective(data, max_epochs=2, max_params=10**7, seed=0, time_cap=0.5), n_trials=1
+    )
+    assert study.trials[1].state == TrialState.COMPLETE
+    assert study.trials[1].user_attrs["projected_seconds"] > 0.5
     # the same trial without a cap trains
     study.enqueue_trial(seed_baseline_values() | SMALL)
     study.optimize(Objective(data, max_epochs=1, max_params=10**7, seed=0), n_trials=1)
-    assert study.trials[1].state == TrialState.COMPLETE
+    assert study.trials[2].state == TrialState.COMPLETE
 
 
 def test_the_cap_defaults_to_half_the_budget(tmp_path, tiny_synthetic):
