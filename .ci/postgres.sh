@@ -13,3 +13,8 @@ su postgres -c "$PG_BIN/pg_ctl -D $PG_ROOT/data -l $PG_ROOT/log -w start \
   -o '-p 5433 -k $PG_ROOT -c listen_addresses=127.0.0.1'" >/dev/null
 trap 'su postgres -c "$PG_BIN/pg_ctl -D $PG_ROOT/data -m fast stop" >/dev/null 2>&1 || true' EXIT
 export PCAM_TEST_POSTGRES_URL="postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5433/postgres"
+# The fault test restarts the server under a running search: stop, a few seconds down, start.
+export PCAM_TEST_POSTGRES_RESTART="su postgres -c '$PG_BIN/pg_ctl -D $PG_ROOT/data -m fast -w \
+  stop' >/dev/null && sleep 5 && su postgres -c '$PG_BIN/pg_ctl \
+  -D $PG_ROOT/data -l $PG_ROOT/log -w start -o \"-p 5433 -k $PG_ROOT -c \
+  listen_addresses=127.0.0.1\"' >/dev/null"

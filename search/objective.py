@@ -100,9 +100,11 @@ class Objective:
         self.time_cap = time_cap
         self.space = space  # SPACE, or its --space narrowing
         self.generation = generation
+        self.last_trial: int | None = None  # the number of the trial this process ran last
         settle_before_trials()  # the shared data and the backend: out of per-trial GC
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.last_trial = trial.number
         try:
             return self._run(trial)
         except KeyboardInterrupt as interrupt:

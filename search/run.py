@@ -105,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pruner",
         choices=PRUNERS,
         default=None,
-        help="Optuna's pruner on the epoch resource; none judges a trial before a quarter of "
-        f"--max-epochs (default {defaults.pruner})",
+        help="Optuna's pruner on the epoch resource, never judging a trial before a quarter "
+        f"of --max-epochs; none: no pruning (default {defaults.pruner})",
     )
     search.add_argument(
         "--no-priors",
@@ -177,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="MINUTES",
-        help="prune a trial whose first batches project it past this (default: half of "
-        f"--budget; without one, {SYNTHETIC_TRIAL_MINUTES:g} on the embedded synthetic set, "
-        "none with --data)",
+        help="prune a trial whose first batches project it past this; the seed baseline "
+        f"is always measured (default: half of --budget; without one, "
+        f"{SYNTHETIC_TRIAL_MINUTES:g} on the embedded synthetic set, none with --data)",
     )
     budget.add_argument(
         "--max-epochs",

@@ -298,19 +298,59 @@ def _optimize(
                     catch=(TrialFailed,),
                 )
                 ran += 1
-            except STORAGE_ERRORS as error:
+            except Exception as error:
+                failure = storage_failure(error)
+                if failure is None:
+                    retry = _retry_of(study, objective.last_trial)
+                    if retry is None:
+                        raise
+                    log(
+                        f"worker {config.worker_index}: trial {objective.last_trial} was taken "
+                        "for dead while it ran (its heartbeats could not reach the storage), "
+                        f"failed by another worker and re-run as trial {retry}; its result here "
+                        "is dropped"
+                    )
+                    continue
                 # A shared database can refuse a write for a moment (a lock held past the
-                # timeout, a dropped connection); the study is intact, so wait and go on.
+                # timeout, a dropped connection, a server restart); the study is intact, so
+                # wait and go on. A trial left RUNNING is failed and re-run once its heartbeat
+                # expires.
                 storage_errors += 1
-                cause = error.__cause__ or error
+                cause = failure.__cause__ or failure
                 said = f"{type(cause).__name__}: {str(cause).splitlines()[0]}"
                 if storage_errors > STORAGE_RETRIES:
-                    raise  # search.run says what failed and what to do, in one line
+                    # search.run says what failed and what to do, in one line
+                    raise failure from failure.__cause__
                 log(
                     f"worker {config.worker_index}: storage error ({said}); retry "
                     f"{storage_errors} of {STORAGE_RETRIES} in {STORAGE_RETRY_SECONDS:.0f} s"
                 )
                 time.sleep(STORAGE_RETRY_SECONDS)
+
+
+def storage_failure(error: BaseException) -> BaseException | None:
+    """The storage error behind ``error``: itself, its cause, or one being handled when it was
+    raised (Optuna's trial bookkeeping can fail with an error of its own, such as
+    ``UnboundLocalError``, while it handles a storage that does not answer)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, STORAGE_ERRORS):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _retry_of(study: optuna.Study, number: int | None) -> int | None:
+    """The trial that re-runs trial ``number`` after a worker failed it as stale, if any."""
+    if number is None:
+        return None
+    try:
+        trials = study.get_trials(deepcopy=False)
+    except STORAGE_ERRORS:
+        return None
+    return next((t.number for t in trials if t.system_attrs.get("failed_trial") == number), None)
 
 
 def _wait_for_slot(study: optuna.Study, config: SearchConfig, deadline: float | None) -> bool:

@@ -71,6 +71,33 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     )
 
 
+class SteadyStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, with heartbeats that outlive a storage outage.
+
+    Optuna records a running trial's heartbeats from a thread that ends, with a traceback, at
+    the first error: a database restart would silence a healthy trial for good, and other
+    workers would fail it as dead once its grace period passed. Here a failed heartbeat is
+    logged once per outage and the next one tried as usual.
+    """
+
+    _quiet_since_error = False
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as error:
+            if not self._quiet_since_error:
+                cause = error.__cause__ or error
+                print(
+                    f"a heartbeat was not recorded ({type(cause).__name__}: "
+                    f"{str(cause).splitlines()[0]}); the next one is tried as usual",
+                    file=sys.stderr,
+                )
+            self._quiet_since_error = True
+        else:
+            self._quiet_since_error = False
+
+
 def make_storage(url: str, *, heartbeat: int) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats: a trial whose worker died is failed and re-run.
 
@@ -85,7 +112,7 @@ def make_storage(url: str, *, heartbeat: int) -> optuna.storages.RDBStorage:
     )
     if sqlite:
         _enable_wal(url)
-    return optuna.storages.RDBStorage(
+    return SteadyStorage(
         url,
         engine_kwargs=engine_kwargs,
         heartbeat_interval=heartbeat,

@@ -478,8 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = SubmitConfig()
     parser = command_parser(
         prog="python -m search.submit",
-        description="Retrain a study's best trial on all labelled data, export it, and write\n"
-        "a Kaggle submission (id,label = tumour probability) for the test split.",
+        description="Retrain a study's best trial and its statistical ties on all labelled\n"
+        "data, export them as one averaged model, and write a Kaggle submission\n"
+        "(id,label = tumour probability) for the test split.",
         epilog=EPILOG,
     )
     add = parser.add_argument

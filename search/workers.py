@@ -9,6 +9,7 @@ waits for every worker to finish its trial.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from pcam.cli import bar_disable
 from search.config import STORAGE_ENV, SearchConfig
 from search.objective import Terminated
+from search.runner import STORAGE_ERRORS
 from search.study import finished_trials
 
 
@@ -92,7 +94,8 @@ def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
         with bar:
             while any(worker.poll() is None for worker in workers):
                 time.sleep(1.0)
-                bar.n = finished_trials(study)
+                with contextlib.suppress(*STORAGE_ERRORS):  # the workers ride an outage out
+                    bar.n = finished_trials(study)
                 bar.refresh()
     except KeyboardInterrupt as stop:
         # The workers get the signal the parent got, so their trials say which it was.

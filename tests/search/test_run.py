@@ -362,7 +362,9 @@ def test_storage_errors_are_retried_five_times_5_s_apart(
     times, 5 s apart; a sixth ends the search. The waits are recorded, not slept."""
     slept: list[float] = []
     monkeypatch.setattr(
-        runner, "time", SimpleNamespace(monotonic=time.monotonic, sleep=slept.append)
+        runner,
+        "time",
+        SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=slept.append),
     )
     config = _config(tmp_path, tiny_synthetic, trials=3, max_params=1, report=False)
     with refused_trial_starts(5) as refused:

@@ -101,7 +101,7 @@ def test_a_database_locked_past_the_timeout_ends_the_search_in_one_line_losing_n
     assert run.main([*argv, "--trials", "1"]) == 0
     monkeypatch.setattr(study, "SQLITE_LOCK_SECONDS", 0.5)
     monkeypatch.setattr(runner, "STORAGE_RETRY_SECONDS", 0.1)
-    monkeypatch.setattr(runner, "STORAGE_RETRIES", 2)
+    monkeypatch.setattr(runner, "STORAGE_RETRIES", 1)
     with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as other_program:
         if locked_from == "the start":
             other_program.execute("BEGIN EXCLUSIVE")
@@ -135,3 +135,19 @@ def test_a_database_locked_past_the_timeout_ends_the_search_in_one_line_losing_n
 def _trials(url: str) -> list[tuple]:
     trials = optuna.load_study(study_name="pcam", storage=url).trials
     return [(t.number, t.state, t.value) for t in trials]
+
+
+def test_an_error_raised_while_handling_a_storage_error_counts_as_one():
+    """Optuna's trial bookkeeping can fail with an error of its own while the storage is down
+    (an UnboundLocalError in Optuna 5): it is retried like the storage error behind it."""
+    from search.runner import storage_failure
+
+    down = optuna.exceptions.StorageInternalError("commit failed")
+    try:
+        try:
+            raise down
+        except optuna.exceptions.StorageInternalError:
+            raise UnboundLocalError("cannot access local variable 'updated_state'")  # noqa: B904
+    except UnboundLocalError as error:
+        assert storage_failure(error) is down
+    assert storage_failure(ValueError("a bug")) is None
