@@ -13,9 +13,11 @@ patches of ``--sample``, no pruning) three ways, each from a fresh process:
 
 A search's resident memory is that of all its processes (the search and any children,
 summed from ``/proc`` every half second); a search's trials are counted in its SQLite study.
-Each checkpoint N reports the peak over trials N−9…N, so a process that was just replaced
-does not flatter the recycled arm. Target: after the last checkpoint within 10% of after the
-first, on every backend. Linux only (``/proc``). Output: a table on stdout and
+Each checkpoint N reports the peak over the ``--recycle-after`` trials up to N, one whole
+life of a recycled process, so every checkpoint sees the same phase of the recycling (a
+process just replaced does not flatter the recycled arm, nor one about to be the others).
+Target: the peak up to the last checkpoint within 10% of the peak up to the first, on every
+backend. Linux only (``/proc``). Output: a table on stdout and
 ``bench/results/bench_memory.json``.
 """
 
@@ -35,7 +37,6 @@ from pathlib import Path
 from common import DEFAULT_SAMPLE, REPO, describe_machine, format_table, machine_info, write_results
 
 BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-WINDOW = 10  # trials per checkpoint window
 POLL_SECONDS = 0.5
 
 PLAIN_LOOP = """
@@ -46,7 +47,7 @@ from pcam.model import SEED_BASELINE, build
 
 sample, limit, fits = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 data = load_training_data(sample, limit=limit, progress=False)
-x, y = data.train.images, data.train.labels
+x, y = data.train.images[data.train.indices], data.train.y  # the --limit patches
 page = os.sysconf("SC_PAGE_SIZE")
 for _ in range(fits):
     model = build(SEED_BASELINE)
@@ -102,11 +103,13 @@ def seed_design_space(folder: Path) -> Path:
     return path
 
 
-def peaks_at(samples: list[tuple[int, float]], checkpoints: list[int]) -> dict[int, float]:
-    """The peak resident memory over trials N−9…N for each checkpoint N: the samples taken
-    while the study held N−10…N−1 finished trials (trial N was running then)."""
+def peaks_at(
+    samples: list[tuple[int, float]], checkpoints: list[int], window: int
+) -> dict[int, float]:
+    """The peak resident memory over trials N−window+1…N for each checkpoint N: the samples
+    taken while the study held N−window…N−1 finished trials (trial N was running then)."""
     return {
-        n: max((rss for done, rss in samples if n - WINDOW <= done < n), default=float("nan"))
+        n: max((rss for done, rss in samples if n - window <= done < n), default=float("nan"))
         for n in checkpoints
     }
 
@@ -164,15 +167,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
     parser.add_argument("--trials", type=int, default=300)
-    parser.add_argument("--checkpoints", type=int, nargs="+", default=[10, 100, 300])
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[20, 100, 300])
     parser.add_argument("--limit", type=int, default=100, help="patches per trial (default 100)")
     parser.add_argument("--recycle-after", type=int, default=20)
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     args = parser.parse_args()
     if not args.sample.exists():
         parser.error(f"{args.sample}: no such data set; pass --sample PATH")
-    if min(args.checkpoints) < WINDOW or max(args.checkpoints) > args.trials:
-        parser.error(f"--checkpoints must lie in [{WINDOW}, --trials]")
+    window = args.recycle_after
+    if window < 1 or any(n % window or n > args.trials for n in args.checkpoints):
+        parser.error("--checkpoints must be multiples of --recycle-after (≥ 1), up to --trials")
     if not Path("/proc/self/statm").exists():
         parser.error("this benchmark reads /proc: Linux only")
 
@@ -201,7 +205,7 @@ def main() -> int:
         for arm, measure, settings in arms:
             extra = {"work": work} if measure is measure_search else {}
             measured = measure(args.sample, backend, **common, **settings, **extra)
-            peaks = peaks_at(measured["samples"], checkpoints)
+            peaks = peaks_at(measured["samples"], checkpoints, window)
             first, last = peaks[checkpoints[0]], peaks[checkpoints[-1]]
             growth = (last - first) / first
             results[backend][arm] = measured | {"peaks_mib": peaks, "growth": growth}
@@ -221,7 +225,7 @@ def main() -> int:
             [
                 "backend",
                 "arm",
-                *(f"MiB, trials {max(n - WINDOW + 1, 1)}–{n}" for n in checkpoints),
+                *(f"peak MiB, trials {n - window + 1}–{n}" for n in checkpoints),
                 "growth",
                 "≤ 10%",
                 "minutes",

@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.recycle_after,
         metavar="N",
         help="after N trials a worker process replaces itself with a fresh one (same command, "
-        "the study resumed), so memory stays flat over a long search; 0: never "
-        "(default %(default)s)",
+        "the study resumed), so memory stays flat over a long search; 0: never; the Optuna "
+        "engine's (default %(default)s)",
     )
     workers = parser.add_argument_group("workers")
     workers.add_argument(
