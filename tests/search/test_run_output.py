@@ -24,21 +24,40 @@ def _search_argv(data, storage: str, *args: str) -> list[str]:
 
 @pytest.mark.slow
 def test_a_search_into_pipes_writes_plain_lines_one_per_trial(tmp_path, tiny_synthetic):
+    """Also the process recycling of a real command line: with --recycle-after 1 each trial
+    runs in a fresh process, and the search still ends with one summary, one report and one
+    budget account counted from the first start."""
     storage = f"sqlite:///{tmp_path / 'pipes.db'}"
     # Progress stays asked for (no --no-progress); bytes, since text mode would turn "\r"
     # into "\n".
+    argv = _search_argv(tiny_synthetic, storage, "--trials", "2", "--max-epochs", "1")
+    argv = [arg for arg in argv if arg != "--no-report"]
     done = subprocess.run(
-        _search_argv(tiny_synthetic, storage, "--trials", "2", "--max-epochs", "1"),
+        [*argv, "--recycle-after", "1", "--budget", "10m"],
         capture_output=True,
         cwd=tmp_path,
         timeout=300,
     )
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, err[-3000:]
     assert b"\r" not in done.stdout + done.stderr
-    trial_lines = [line for line in done.stderr.decode().splitlines() if line.startswith("trial ")]
-    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert "Traceback" not in err
+    trial_lines = [line for line in err.splitlines() if line.startswith("trial ")]
+    study = optuna.load_study(study_name="s", storage=storage)
+    trials = study.trials
     assert len(trials) == 2
     assert [int(line.split()[1]) for line in trial_lines] == [t.number for t in trials]
+
+    assert err.count("going on in a fresh one (--recycle-after)") == 1, err
+    assert [t.user_attrs["worker_generation"] for t in trials] == [0, 1]
+    assert out.count("study 's' (") == 1, out  # the summary, once
+    assert err.count("report: ") == 1 and (tmp_path / "studies" / "s" / "report.html").exists()
+    # the budget counts from the first process's start: one account holding both trials
+    (account,) = study.user_attrs["budget_runs"]
+    assert account["complete_trials"] + account["pruned_trials"] == 2
+    assert account["wall_seconds"] >= sum(
+        (t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+    )
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)

@@ -52,32 +52,16 @@ def test_two_workers_on_the_local_default_finish_exactly(tmp_path, tiny_syntheti
     assert seeded and all(t.user_attrs["training_seed"] == t.number for t in seeded)
 
 
-def test_three_workers_on_postgresql_finish_exactly(tiny_synthetic, postgres_url):
-    search = _search(
-        tiny_synthetic,
-        postgres_url,
-        "pg",
-        "--trials",
-        "6",
-        "--workers",
-        "3",
-        "--max-params",
-        "1000000",
-    )
-    _, err = search.communicate(timeout=500)
-    assert search.returncode == 0, err[-3000:]
-    _check_study(postgres_url, "pg", 6)
-
-
 @pytest.mark.slow
 def test_two_workers_ride_out_a_postgresql_restart(tiny_synthetic, postgres_url):
-    """The server stops for 5 s mid-search and comes back: the workers retry, the study ends
-    with exactly --trials finished trials, none RUNNING, no number twice."""
+    """Two workers on PostgreSQL, and the server stops for 5 s mid-search and comes back: the
+    workers retry, the study ends with exactly --trials finished trials, none RUNNING, no
+    number twice."""
     restart = os.environ.get("PCAM_TEST_POSTGRES_RESTART")
     if not restart:
         pytest.fail("PCAM_TEST_POSTGRES_RESTART is not set; .ci/postgres.sh sets it")
     search = _search(
-        tiny_synthetic, postgres_url, "restart", "--trials", "8", "--workers", "2",
+        tiny_synthetic, postgres_url, "restart", "--trials", "6", "--workers", "2",
         "--max-params", "1000000", "--max-epochs", "2",
     )  # fmt: skip
     _wait_for_running_trial(postgres_url, "restart")
@@ -85,7 +69,7 @@ def test_two_workers_ride_out_a_postgresql_restart(tiny_synthetic, postgres_url)
     _, err = search.communicate(timeout=500)
     assert search.returncode == 0, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
-    _check_study(postgres_url, "restart", 8)
+    _check_study(postgres_url, "restart", 6)
 
 
 def _wait_for_running_trial(storage: str, study: str, timeout: float = 240):
