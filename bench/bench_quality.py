@@ -107,7 +107,7 @@ def train_once(split: dict[str, Any], which: str) -> dict[str, Any]:
     from pcam.model import SEED_BASELINE, count_params
     from pcam.train import train
     from pcam.tta import predict_tta
-    from search.predict import read_labels, whole_split
+    from search.exported import read_labels, whole_split
     from search.priors import HAND_RECIPE
 
     params = SEED_BASELINE if which == "seed" else HAND_RECIPE
@@ -137,7 +137,7 @@ def search_arm(
     split: dict[str, Any], budget: str, *, extra: list[str], submit_extra: list[str]
 ) -> dict[str, Any]:
     """Arm (c): ``search.run --budget`` then ``search.submit``, as a user would type them."""
-    from search.predict import read_labels
+    from search.exported import read_labels
 
     study = f"quality-{split['split_id']}-{budget}"
     work = QUALITY / study

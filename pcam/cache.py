@@ -32,6 +32,7 @@ from pcam.cli import bar_disable
 from pcam.errors import DISK_FULL, DataError, preview
 from pcam.images import PATCH_SHAPE, read_patch
 from pcam.layouts import Layout, SplitSource
+from pcam.publish import replace_folder
 
 CACHE_FORMAT = 2  # 2: the manifest describes the files it vouches for
 FILES = ("images.npy", "ids.npy", "labels.npy")
@@ -185,7 +186,7 @@ def _build(source: SplitSource, folder: Path, *, workers: int | None, progress: 
             "checksum": _checksum(np.load(staging / "ids.npy"), np.load(staging / "labels.npy")),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        _replace_folder(staging, folder)
+        replace_folder(staging, folder)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, OSError) and error.errno in DISK_FULL:
@@ -196,15 +197,6 @@ def _build(source: SplitSource, folder: Path, *, workers: int | None, progress: 
                 "or set PCAM_CACHE_DIR to a folder on a larger disk"
             ) from None
         raise
-
-
-def _replace_folder(staging: Path, folder: Path) -> None:
-    """Swap the finished cache into place; a reader sees the old one or the new one, whole."""
-    if folder.exists():
-        retired = folder.parent / f".{folder.name}.retired-{uuid.uuid4().hex[:8]}"
-        folder.rename(retired)
-        shutil.rmtree(retired, ignore_errors=True)
-    staging.rename(folder)
 
 
 def _decoded_chunks(

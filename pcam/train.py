@@ -203,6 +203,97 @@ class ValidationAUC(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def build_model(
+    params: ModelParams, train_size: int | None, *, seed: int, runtime: Runtime = CPU_DEFAULT
+) -> tuple[keras.Model, float]:
+    """Seed Keras, apply ``runtime`` and build ``params``' model, its learning-rate schedule
+    and batch-norm momentum planned for epochs of ``train_size`` patches (None: a constant
+    rate and Keras' momentum); (model, seconds)."""
+    keras.utils.set_random_seed(seed)
+    runtime.apply()
+    started = time.perf_counter()
+    steps = None if train_size is None else math.ceil(train_size / params.batch_size)
+    model = build(params, steps_per_epoch=steps, jit_compile=runtime.jit_compile)
+    return model, time.perf_counter() - started
+
+
+def fit(
+    model: keras.Model,
+    params: ModelParams,
+    train_data: Subset,
+    val_data: Subset | None,
+    *,
+    seed: int,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
+    on_epoch: EpochHook | None = None,
+    runtime: Runtime = CPU_DEFAULT,
+    restore_best: bool = False,
+    time_cap: float | None = None,
+    build_seconds: float = 0.0,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    verbose: int = 0,
+) -> TrainResult:
+    """Fit a built model from ``initial_epoch`` to ``epochs`` (default ``params.epochs``),
+    scoring the exact validation AUC after every epoch; see ``train``.
+
+    Both engines train through here: ``train`` for the Optuna engine and the final retrain,
+    ``search.tuner_engine`` for KerasTuner, whose Hyperband hands over a model that goes on
+    from its parent's weights. ``callbacks`` run after the validation AUC is in the logs, so
+    KerasTuner's checkpoint and history see it. The returned curve and epoch counts are this
+    call's, from ``initial_epoch`` on.
+    """
+    feed = PatchFeed(
+        train_data,
+        batch_size=params.batch_size,
+        shuffle=True,
+        augment=Augment(d8=params.d8, hed_jitter=params.hed_jitter),
+        seed=seed,
+        workers=runtime.feed_threads,  # threads prepare the next batches during a step
+    )
+    run_epochs = epochs or params.epochs
+    speed = SpeedCheck(
+        steps=(run_epochs - initial_epoch) * len(feed), already=build_seconds, cap=time_cap
+    )
+    watcher = ValidationAUC(
+        val_data, on_epoch, runtime.val_batch_size, restore_best=restore_best, speed=speed
+    )
+    started = time.perf_counter()
+    with release_on_interrupt():
+        fitted = model.fit(
+            feed,
+            epochs=run_epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[speed, watcher, *(callbacks or [])],
+            verbose=verbose,
+        )
+    wall = time.perf_counter() - started
+    if watcher.best_weights is not None:
+        model.set_weights(watcher.best_weights)
+    history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
+    losses = history.get("loss", [])
+    if any(not math.isfinite(loss) for loss in losses):
+        raise TrainingDiverged(f"loss became {losses[-1]} in epoch {initial_epoch + len(losses)}")
+    if watcher.unscored is not None:
+        raise ValidationUnscored(watcher.unscored)
+    epochs_run = len(losses)
+    train_seconds = max(wall - watcher.val_seconds, 1e-9)
+    return TrainResult(
+        model=model,
+        history=history,
+        epochs_run=epochs_run,
+        stopped_early=watcher.stopped_early,
+        train_seconds=train_seconds,
+        images_per_second=epochs_run * len(train_data) / train_seconds,
+        seconds_per_epoch=wall / max(epochs_run, 1),
+        build_seconds=build_seconds,
+        first_epoch_seconds=watcher.epoch_seconds[0] if watcher.epoch_seconds else math.nan,
+        val_auc=watcher.val_auc,
+        projected_seconds=speed.projected,
+        too_slow=speed.too_slow,
+    )
+
+
 def train(
     params: ModelParams,
     train_data: Subset,
@@ -223,51 +314,20 @@ def train(
     back the weights of the best validation epoch. ``time_cap`` (seconds) stops a run whose
     first batches project it past the cap, before it has cost much (``TrainResult.too_slow``).
     """
-    keras.utils.set_random_seed(seed)
-    runtime.apply()
-    feed = PatchFeed(
+    model, build_seconds = build_model(params, len(train_data), seed=seed, runtime=runtime)
+    return fit(
+        model,
+        params,
         train_data,
-        batch_size=params.batch_size,
-        shuffle=True,
-        augment=Augment(d8=params.d8, hed_jitter=params.hed_jitter),
+        val_data,
         seed=seed,
-        workers=runtime.feed_threads,  # threads prepare the next batches during a step
-    )
-    build_started = time.perf_counter()
-    model = build(params, steps_per_epoch=len(feed), jit_compile=runtime.jit_compile)
-    build_seconds = time.perf_counter() - build_started
-    run_epochs = epochs or params.epochs
-    speed = SpeedCheck(steps=run_epochs * len(feed), already=build_seconds, cap=time_cap)
-    watcher = ValidationAUC(
-        val_data, on_epoch, runtime.val_batch_size, restore_best=restore_best, speed=speed
-    )
-    started = time.perf_counter()
-    with release_on_interrupt():
-        fitted = model.fit(feed, epochs=run_epochs, callbacks=[speed, watcher], verbose=verbose)
-    wall = time.perf_counter() - started
-    if watcher.best_weights is not None:
-        model.set_weights(watcher.best_weights)
-    history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
-    losses = history.get("loss", [])
-    if any(not math.isfinite(loss) for loss in losses):
-        raise TrainingDiverged(f"loss became {losses[-1]} in epoch {len(losses)}")
-    if watcher.unscored is not None:
-        raise ValidationUnscored(watcher.unscored)
-    epochs_run = len(losses)
-    train_seconds = max(wall - watcher.val_seconds, 1e-9)
-    return TrainResult(
-        model=model,
-        history=history,
-        epochs_run=epochs_run,
-        stopped_early=watcher.stopped_early,
-        train_seconds=train_seconds,
-        images_per_second=epochs_run * len(train_data) / train_seconds,
-        seconds_per_epoch=wall / max(epochs_run, 1),
+        epochs=epochs,
+        on_epoch=on_epoch,
+        runtime=runtime,
+        restore_best=restore_best,
+        time_cap=time_cap,
         build_seconds=build_seconds,
-        first_epoch_seconds=watcher.epoch_seconds[0] if watcher.epoch_seconds else math.nan,
-        val_auc=watcher.val_auc,
-        projected_seconds=speed.projected,
-        too_slow=speed.too_slow,
+        verbose=verbose,
     )
 
 

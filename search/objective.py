@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import re
-import socket
 import time
 
 import optuna
 from optuna.trial import TrialState
 
 from pcam.data import TrainingData
-from pcam.model import ModelParams, count_params
+from pcam.model import ModelParams
 from pcam.runtime import CPU_DEFAULT, Runtime
 from pcam.train import (
     EpochHook,
@@ -23,7 +20,9 @@ from pcam.train import (
     settle_before_trials,
     train,
 )
+from search.console import Terminated
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
+from search.record import TrialRecord
 from search.space import SPACE, Dimension, suggest
 
 UNPRUNED_ROLES = (SEED_BASELINE_ROLE, PRIOR_ROLE, WARM_START_ROLE)
@@ -38,10 +37,6 @@ OUT_OF_MEMORY_WORDS = re.compile(r"(?i:\bout of memory\b)|\bOOM\b|\bRESOURCE_EXH
 class TrialFailed(Exception):
     """A trial that could not produce a value (diverged, unscored, out of memory); the study
     goes on."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised as an interrupt: a search stops on it as on Ctrl-C (SIGINT)."""
 
 
 def claims_a_slot(trial: optuna.Trial, target: int) -> bool:
@@ -119,18 +114,20 @@ class Objective:
             trial.set_user_attr("fail_reason", "surplus: other workers filled the study")
             raise TrialFailed("surplus trial")
         params = suggest(trial, max_epochs=self.max_epochs, space=self.space)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        trial.set_user_attr("worker_generation", self.generation)  # --recycle-after
-        trial.set_user_attr("runtime", self.runtime.describe())
-        size = count_params(params)
-        trial.set_user_attr("params_count", size)
-        if size > self.max_params:
-            reason = f"model has {size:,} weights, over --max-params {self.max_params:,}"
+        # The training seed is fixed by --seed and the trial number, whichever worker runs it.
+        record = TrialRecord.start(
+            params,
+            runtime=self.runtime,
+            training_seed=self.seed + trial.number,
+            generation=self.generation,
+        )
+        write_record(trial, record)
+        if record.params_count > self.max_params:
+            reason = (
+                f"model has {record.params_count:,} weights, over --max-params {self.max_params:,}"
+            )
             trial.set_user_attr("prune_reason", reason)
             raise optuna.TrialPruned(reason)
-
-        training_seed = self.seed + trial.number  # fixed by --seed, whichever worker runs it
-        trial.set_user_attr("training_seed", training_seed)
 
         cut_by_budget = False
         # The seed baseline, the documented priors and warm starts are evidence already: they
@@ -158,7 +155,7 @@ class Objective:
         try:
             try:
                 stopped_early, epochs_run, best_val_auc, too_slow = self._train(
-                    trial, params, seed=training_seed, on_epoch=report, time_cap=time_cap
+                    trial, params, record, on_epoch=report, time_cap=time_cap
                 )
             except TrainingDiverged as error:
                 failure = (f"diverged: {error}", str(error))
@@ -195,8 +192,8 @@ class Objective:
         self,
         trial: optuna.Trial,
         params: ModelParams,
+        record: TrialRecord,
         *,
-        seed: int,
         on_epoch: EpochHook,
         time_cap: float | None,
     ) -> tuple[bool, int, float, str | None]:
@@ -209,13 +206,13 @@ class Objective:
             params,
             self.data.train,
             self.data.val,
-            seed=seed,
+            seed=record.training_seed,
             on_epoch=on_epoch,
             runtime=self.runtime,
             time_cap=time_cap,
         )
-        if math.isfinite(result.projected_seconds):
-            trial.set_user_attr("projected_seconds", round(result.projected_seconds, 1))
+        record.measure(result)
+        write_record(trial, record)
         if result.too_slow:
             reason = (
                 f"too slow: its first batches project {result.projected_seconds / 60:.1f} min "
@@ -224,14 +221,11 @@ class Objective:
             )
             trial.set_user_attr("prune_reason", reason)
             return True, result.epochs_run, result.best_val_auc, reason
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("seconds_per_epoch", round(result.seconds_per_epoch, 3))
-        trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
-        trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
-        trial.set_user_attr("build_seconds", round(result.build_seconds, 2))
-        trial.set_user_attr("first_epoch_seconds", round(result.first_epoch_seconds, 2))
-        # What the model really ran with (the runtime line above is what was asked for).
-        trial.set_user_attr("dtype_policy", result.model.dtype_policy.name)
-        trial.set_user_attr("jit_compile", bool(result.model.jit_compile))
         return result.stopped_early, result.epochs_run, result.best_val_auc, None
+
+
+def write_record(trial: optuna.Trial, record: TrialRecord) -> None:
+    """Store the record's attributes that the trial does not hold yet (one write each)."""
+    for key, value in record.user_attrs().items():
+        if trial.user_attrs.get(key) != value:
+            trial.set_user_attr(key, value)

@@ -321,8 +321,8 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    from search.runner import STORAGE_ERRORS, run_search, summary
-    from search.study import storage_hint
+    from search.runner import run_search, summary
+    from search.study import STORAGE_ERRORS, storage_hint
     from search.workers import WorkersFailed
 
     try:

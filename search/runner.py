@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
-import signal
 import sys
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 import optuna
-import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
@@ -23,21 +18,16 @@ from pcam.cli import bar_disable
 from pcam.data import TrainingData, default_data_dir, load_training_data
 from pcam.runtime import resolve
 from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig, spoken_duration
+from search.console import describe_trial, log, sigterm_as_interrupt, trial_seconds
 from search.dashboard import dashboard_command, name_metric, upload_outputs, write_note
-from search.objective import Objective, Terminated, TrialFailed
-from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE, seed_baseline
+from search.objective import Objective, TrialFailed
+from search.priors import seed_baseline
 from search.ranking import inside_interval, top_trials, validation_interval
-from search.study import finished_trials, open_study
+from search.study import STORAGE_ERRORS, finished_trials, open_study
 
-STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
 STORAGE_RETRIES = 5  # per process: a sixth storage error ends the worker
 STORAGE_RETRY_SECONDS = 5.0
 TOP_IN_SUMMARY = 3
-ROLE_NOTES = {
-    SEED_BASELINE_ROLE: " (seed baseline)",
-    PRIOR_ROLE: " (prior)",
-    WARM_START_ROLE: " (warm start)",
-}
 
 
 @dataclass(frozen=True)
@@ -61,20 +51,6 @@ def load_data(config: SearchConfig) -> TrainingData:
         limit=config.limit,
         progress=config.progress,
     )
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends a search like Ctrl-C: the running trial is marked failed, nothing else lost."""
-
-    def interrupt(signum, frame):
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_search(config: SearchConfig) -> SearchOutcome:
@@ -139,7 +115,7 @@ def _run_keras_tuner(config: SearchConfig, data: TrainingData) -> SearchOutcome:
     name_metric(study)
     started_with = _started_trials(study)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             run_keras_tuner(config, data, study=study)
     finally:  # an interrupted search gets its report too
         _write_note(study, config)
@@ -166,7 +142,7 @@ def budget_account(
             for t in study.get_trials(deepcopy=False, states=(state,))
             if t.datetime_start is not None and t.datetime_start >= since and not _is_surplus(t)
         ]
-        seconds = sum(_trial_seconds(t) for t in trials)
+        seconds = sum(trial_seconds(t) or 0.0 for t in trials)
         spent += seconds
         name = state.name.lower()
         account[f"{name}_trials"] = len(trials)
@@ -175,12 +151,6 @@ def budget_account(
             account["budget_cut_trials"] = sum("budget_cut" in t.user_attrs for t in trials)
     account["overhead_seconds"] = round(max(wall_seconds - spent, 0.0), 1)
     return account
-
-
-def _trial_seconds(trial: FrozenTrial) -> float:
-    if trial.datetime_complete and trial.datetime_start:
-        return (trial.datetime_complete - trial.datetime_start).total_seconds()
-    return 0.0
 
 
 def _is_surplus(trial: FrozenTrial) -> bool:
@@ -282,7 +252,7 @@ def _optimize(
 
     storage_errors = 0
     ran = 0
-    with bar, _sigterm_as_interrupt():
+    with bar, sigterm_as_interrupt():
         while True:
             try:
                 if not _wait_for_slot(study, config, deadline):
@@ -379,28 +349,6 @@ def _wait_for_slot(study: optuna.Study, config: SearchConfig, deadline: float | 
     return False
 
 
-def describe_trial(trial: FrozenTrial) -> str:
-    """One line per finished trial: number, state, value, epochs run, seconds."""
-    seconds = (
-        (trial.datetime_complete - trial.datetime_start).total_seconds()
-        if trial.datetime_complete and trial.datetime_start
-        else math.nan
-    )
-    epochs = len(trial.intermediate_values)
-    value = f"{trial.value:.4f}" if trial.value is not None else "  -   "
-    best_so_far = max(trial.intermediate_values.values(), default=math.nan)
-    detail = ""
-    if trial.state == TrialState.PRUNED:
-        detail = f"  best {best_so_far:.4f}  " + trial.user_attrs.get("prune_reason", "")
-    elif trial.state == TrialState.FAIL:
-        detail = "  " + trial.user_attrs.get("fail_reason", "failed (see the log above)")
-    role = ROLE_NOTES.get(trial.user_attrs.get("role", ""), "")
-    return (
-        f"trial {trial.number:>4} {trial.state.name:<8} val_auc {value}  epochs {epochs:>2}  "
-        f"{seconds:6.1f} s{role}{detail}"
-    )
-
-
 def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
     """The closing summary: best trial, how it compares with the seed baseline, what next."""
     study = outcome.study
@@ -464,7 +412,3 @@ def with_interval(study: optuna.Study, trial: FrozenTrial) -> str:
 
 def _short(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr)

@@ -13,7 +13,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from pcam.data import TrainingData
-from pcam.errors import DataError
+from pcam.errors import DataError, preview
 from search.config import SPACE_VERSION, SearchConfig, default_storage_url, redacted
 from search.priors import (
     PRIOR_ROLE,
@@ -144,6 +144,11 @@ OPENING_ERRORS = (
 )
 
 
+# What a running search's storage raises for a moment (a lock held past the timeout, a dropped
+# connection, a server restart): the worker waits and goes on (search.runner).
+STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
+
+
 def storage_hint(message: str) -> str:
     """What to do about a storage error, for the two a local SQLite file gives."""
     if "readonly" in message or "read-only" in message:
@@ -159,6 +164,40 @@ def storage_hint(message: str) -> str:
     return ""
 
 
+def cannot_open(flag: str, url: str, error: BaseException) -> DataError:
+    """The one line for a storage that will not open: the flag, the URL without its
+    password, the first line of the driver's word, and what to do where that is known."""
+    said = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return DataError(f"{flag} {redacted(url)}: cannot open it ({said}){storage_hint(said)}")
+
+
+def load_existing_study(
+    name: str, url: str, *, flag: str = "--study", storage_flag: str = "--storage"
+) -> optuna.Study:
+    """A study that ``search.run`` made, for reading or resuming: never creates one (nor an
+    empty SQLite file); a clear error naming the studies the storage does hold.
+
+    ``flag`` and ``storage_flag`` are the options that named the study and its storage, so the
+    error speaks of what the user typed (``--warm-start`` for an earlier study, say).
+    """
+    if url.startswith("sqlite:///"):
+        database = Path(url.removeprefix("sqlite:///").split("?")[0])
+        if str(database) != ":memory:" and not database.is_file():
+            raise DataError(
+                f"{flag} {name}: no study database at {database} ({storage_flag} "
+                f"{redacted(url)}: no such file); run python -m search.run --study {name} "
+                f"first, or pass the {storage_flag} the study was made with"
+            )
+    try:
+        names = optuna.get_all_study_names(storage=url)
+    except OPENING_ERRORS as error:
+        raise cannot_open(storage_flag, url, error) from None
+    if name not in names:
+        held = f"it holds {preview(sorted(names))}" if names else "it holds no study"
+        raise DataError(f"no study {name!r} in {redacted(url)}; {held}")
+    return optuna.load_study(study_name=name, storage=url)
+
+
 def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -170,10 +209,7 @@ def connect(config: SearchConfig) -> tuple[optuna.storages.RDBStorage, bool]:
         storage = make_storage(url, heartbeat=config.heartbeat)
         existing = config.study in optuna.get_all_study_names(storage=storage)
     except OPENING_ERRORS as error:
-        said = str(error).splitlines()[0]
-        raise DataError(
-            f"--storage {redacted(url)}: cannot open it ({said}){storage_hint(said)}"
-        ) from None
+        raise cannot_open("--storage", url, error) from None
     return storage, existing
 
 
@@ -270,21 +306,11 @@ def starting_points(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str
 
 
 def open_warm_start(config: SearchConfig) -> optuna.Study:
-    """The earlier study ``--warm-start`` names, read-only, with a clear error if missing."""
+    """The earlier study ``--warm-start`` names, with a clear error if it is missing."""
     url = config.warm_start_storage or default_storage_url(config.warm_start)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise DataError(
-            f"--warm-start {config.warm_start}: no study database at "
-            f"{url.removeprefix('sqlite:///')}; pass --warm-start-storage URL"
-        )
-    try:
-        return optuna.load_study(study_name=config.warm_start, storage=url)
-    except KeyError:
-        held = optuna.get_all_study_names(storage=url)
-        raise DataError(
-            f"--warm-start {config.warm_start}: no such study in {redacted(url)} "
-            f"(it holds: {', '.join(sorted(held)) or 'none'})"
-        ) from None
+    return load_existing_study(
+        config.warm_start, url, flag="--warm-start", storage_flag="--warm-start-storage"
+    )
 
 
 def study_provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]:

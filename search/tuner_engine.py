@@ -3,13 +3,14 @@
 KerasTuner's oracles (Hyperband, Bayesian optimisation, random search) pick the values;
 ``PcamHyperModel.build(hp)`` declares every dimension of ``search.space.SPACE`` as a KerasTuner
 hyperparameter of the same name, range and scale, maps the values through
-``params_from_values`` and builds with ``pcam.model.build``; ``fit`` trains on the same
-``PatchFeed`` with the same exact validation AUC (``val_auc``, KerasTuner's objective).
+``params_from_values`` and builds with ``pcam.train.build_model``; ``fit`` trains through
+``pcam.train.fit``, the Optuna engine's own loop: the same feed, the same exact validation AUC
+(``val_auc``, KerasTuner's objective), the same failures.
 
 Every finished KerasTuner trial is copied into the Optuna study the config names: params with
 the distributions of ``search.space.suggest``, the validation AUC of every epoch, the best
-epoch's AUC as its value, and the user attributes of ``search.objective``; the study carries
-the provenance of ``search.study``. So ``search.report``, optuna-dashboard and
+epoch's AUC as its value, and the user attributes of ``search.record.TrialRecord``; the study
+carries the provenance of ``search.study``. So ``search.report``, optuna-dashboard and
 ``search.submit`` read a KerasTuner study as they read an Optuna one. Trial 0 of every study
 is the seed baseline, trained for ``--max-epochs``.
 
@@ -26,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import socket
 import sys
 import time
 import warnings
@@ -43,17 +42,25 @@ import optuna
 from keras_tuner.engine.trial import TrialStatus
 from optuna.trial import FrozenTrial, TrialState
 
-from pcam.augment import Augment
 from pcam.data import Subset, TrainingData
 from pcam.errors import DataError
-from pcam.feed import PatchFeed
-from pcam.model import ModelParams, build, count_params
+from pcam.model import ModelParams
 from pcam.runtime import CPU_DEFAULT, Runtime, resolve
-from pcam.train import VAL_AUC, ValidationAUC, release_memory, settle_before_trials
+from pcam.train import (
+    VAL_AUC,
+    TrainingDiverged,
+    TrainResult,
+    ValidationUnscored,
+    build_model,
+    fit,
+    release_memory,
+    settle_before_trials,
+)
 from search.config import SearchConfig
+from search.console import describe_trial, log
 from search.objective import is_out_of_memory
 from search.priors import SEED_BASELINE_ROLE
-from search.runner import describe_trial, log
+from search.record import RECORD_ATTRS, TrialRecord
 from search.space import SPACE, Dimension, params_from_values, seed_baseline_values, suggest
 from search.study import check_resume, connect, finished_trials, study_provenance
 
@@ -68,20 +75,8 @@ BAYESIAN_RANDOM_TRIALS = 10  # random trials before the Gaussian process, as TPE
 StopWhen = Callable[[optuna.Study], bool]
 
 
-@dataclass
-class FitRecord:
-    """What one ``PcamHyperModel.fit`` measured."""
-
-    val_auc: list[float]
-    epochs_run: int
-    train_seconds: float
-    seconds_per_epoch: float
-    images_per_second: float
-    first_epoch_seconds: float
-
-
 class PcamHyperModel(keras_tuner.HyperModel):
-    """``SPACE`` as KerasTuner hyperparameters; builds and trains like ``pcam.train.train``.
+    """``SPACE`` as KerasTuner hyperparameters; builds and trains through ``pcam.train``.
 
     The tuner sets ``seed`` before each trial; ``build`` seeds Keras with it (after KerasTuner
     has cleared the session) and ``fit`` shuffles and augments with it. Epochs are the budget,
@@ -97,7 +92,7 @@ class PcamHyperModel(keras_tuner.HyperModel):
         self.runtime = runtime
         self.train_size = train_size
         self.seed = 0
-        self.last_fit: FitRecord | None = None
+        self.last_fit: TrainResult | None = None  # dropped once its trial is recorded
         self.last_build_seconds = math.nan
 
     def values(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
@@ -119,12 +114,9 @@ class PcamHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         params = self.params(hp)
-        keras.utils.set_random_seed(self.seed)
-        self.runtime.apply()
-        started = time.perf_counter()
-        steps = None if self.train_size is None else math.ceil(self.train_size / params.batch_size)
-        model = build(params, steps_per_epoch=steps, jit_compile=self.runtime.jit_compile)
-        self.last_build_seconds = time.perf_counter() - started
+        model, self.last_build_seconds = build_model(
+            params, self.train_size, seed=self.seed, runtime=self.runtime
+        )
         return model
 
     def fit(
@@ -140,49 +132,35 @@ class PcamHyperModel(keras_tuner.HyperModel):
         verbose: int = 0,
         **unused: Any,
     ) -> keras.callbacks.History:
-        """Train from ``initial_epoch`` to ``epochs`` (Hyperband) or to the params' epochs."""
-        params = self.params(hp)
-        feed = PatchFeed(
-            train_data,
-            batch_size=params.batch_size,
-            shuffle=True,
-            augment=Augment(d8=params.d8, hed_jitter=params.hed_jitter),
-            seed=self.seed,
-            workers=self.runtime.feed_threads,
-        )
-        # First in the list: KerasTuner's checkpoint and History then see the exact val_auc.
-        watcher = ValidationAUC(val_data, None, self.runtime.val_batch_size)
-        started = time.perf_counter()
-        history = model.fit(
-            feed,
-            epochs=epochs or params.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=[watcher, *(callbacks or [])],
-            verbose=verbose,
-        )
-        wall = time.perf_counter() - started
-        losses = history.history.get("loss", [])
-        if any(not math.isfinite(loss) for loss in losses):
-            raise keras_tuner.errors.FailedTrialError(
-                f"diverged: loss became {losses[-1]} in epoch {initial_epoch + len(losses)}"
+        """Train from ``initial_epoch`` to ``epochs`` (Hyperband) or to the params' epochs,
+        through ``pcam.train.fit`` as the Optuna engine does."""
+        try:
+            result = fit(
+                model,
+                self.params(hp),
+                train_data,
+                val_data,
+                seed=self.seed,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                runtime=self.runtime,
+                build_seconds=self.last_build_seconds,
+                callbacks=callbacks,
+                verbose=verbose,
             )
-        if watcher.unscored is not None:
-            raise keras_tuner.errors.FailedTrialError(f"unscored: {watcher.unscored}")
-        if losses and VAL_AUC not in history.history:
+        except TrainingDiverged as error:
+            raise keras_tuner.errors.FailedTrialError(f"diverged: {error}") from None
+        except ValidationUnscored as error:
+            raise keras_tuner.errors.FailedTrialError(f"unscored: {error}") from None
+        if result.epochs_run and VAL_AUC not in result.history:
             raise keras_tuner.errors.FatalRuntimeError(
-                f"{VAL_AUC!r} is missing from the epoch logs ({sorted(history.history)}): "
+                f"{VAL_AUC!r} is missing from the epoch logs ({sorted(result.history)}): "
                 "KerasTuner's objective would never be found"
             )
-        train_seconds = max(wall - watcher.val_seconds, 1e-9)
-        self.last_fit = FitRecord(
-            val_auc=[float(value) for value in watcher.val_auc],
-            epochs_run=len(losses),
-            train_seconds=train_seconds,
-            seconds_per_epoch=wall / max(len(losses), 1),
-            images_per_second=len(losses) * len(train_data) / train_seconds,
-            first_epoch_seconds=watcher.epoch_seconds[0] if watcher.epoch_seconds else math.nan,
-        )
-        return history
+        self.last_fit = result
+        # Keras' History of this fit (the callback sets it on the model after every epoch);
+        # KerasTuner scores the trial from it.
+        return model.history if result.epochs_run else keras.callbacks.History()
 
 
 class _SeedBaselineFirst:
@@ -286,27 +264,15 @@ def _optuna_state(
 
 
 def _user_attrs(trial: keras_tuner.engine.trial.Trial, record: dict[str, Any]) -> dict[str, Any]:
-    attrs = {
-        key: record[key]
-        for key in (
-            "role",
-            "best_epoch",
-            "epochs_run",
-            "seconds_per_epoch",
-            "images_per_second",
-            "train_seconds",
-            "build_seconds",
-            "first_epoch_seconds",
-            "params_count",
-            "worker",
-            "runtime",
-            "prune_reason",
-            "fail_reason",
-            "keras_tuner_parent_trial_id",
-            "initial_epoch",
-        )
-        if record.get(key) is not None
-    }
+    kept = (
+        *RECORD_ATTRS,
+        "role",
+        "prune_reason",
+        "fail_reason",
+        "keras_tuner_parent_trial_id",
+        "initial_epoch",
+    )
+    attrs = {key: record[key] for key in kept if record.get(key) is not None}
     if trial.status != TrialStatus.COMPLETED and "prune_reason" not in attrs:
         attrs.setdefault("fail_reason", _last_line(trial.message) or "failed in KerasTuner")
     return attrs | {"engine": ENGINE, "keras_tuner_trial_id": str(trial.trial_id)}
@@ -376,15 +342,17 @@ class _EngineTuner:
             "keras_tuner_trial_id": str(trial.trial_id),
             "started": datetime.now().isoformat(),
             "values": values,
-            "seed": self.engine_run.base_seed + int(trial.trial_id),
-            "params_count": count_params(params),
-            "worker": f"{socket.gethostname()}:{os.getpid()}",
-            "runtime": hypermodel.runtime.describe(),
             "role": SEED_BASELINE_ROLE if self.oracle.start_order[:1] == [trial.trial_id] else None,
             "keras_tuner_parent_trial_id": parent,
             "initial_epoch": hp.values.get("tuner/initial_epoch") if parent else None,
         }
-        hypermodel.seed = record["seed"]
+        measured = TrialRecord.start(
+            params,
+            runtime=hypermodel.runtime,
+            training_seed=self.engine_run.base_seed + int(trial.trial_id),
+        )
+        record |= measured.user_attrs()
+        hypermodel.seed = measured.training_seed
         hypermodel.last_fit = None
         try:
             if record["params_count"] > self.engine_run.max_params:
@@ -407,22 +375,18 @@ class _EngineTuner:
             record["fail_reason"] = f"out of memory: {type(error).__name__}"
             raise keras_tuner.errors.FailedTrialError(record["fail_reason"]) from None
         finally:
-            self._finish(trial.trial_id, record, from_epoch)
+            self._finish(trial.trial_id, record, measured, from_epoch)
         return results
 
-    def _finish(self, trial_id: str, record: dict[str, Any], from_epoch: int) -> None:
+    def _finish(
+        self, trial_id: str, record: dict[str, Any], measured: TrialRecord, from_epoch: int
+    ) -> None:
         fit = self.hypermodel.last_fit
+        self.hypermodel.last_fit = None  # the model goes with the trial
         if fit is not None:
             record["val_auc"] = {from_epoch + i: auc for i, auc in enumerate(fit.val_auc)}
-            record["epochs_run"] = fit.epochs_run
-            if fit.val_auc:
-                best = max(range(len(fit.val_auc)), key=lambda i: (fit.val_auc[i], -i))
-                record["best_epoch"] = from_epoch + best + 1
-            record["seconds_per_epoch"] = round(fit.seconds_per_epoch, 3)
-            record["images_per_second"] = round(fit.images_per_second, 1)
-            record["train_seconds"] = round(fit.train_seconds, 2)
-            record["build_seconds"] = round(self.hypermodel.last_build_seconds, 2)
-            record["first_epoch_seconds"] = round(fit.first_epoch_seconds, 2)
+            measured.measure(fit, first_epoch=from_epoch)
+            record |= measured.user_attrs()
         record["finished"] = datetime.now().isoformat()
         path = Path(self.get_trial_dir(trial_id)) / RECORD_FILE
         path.write_text(json.dumps(record, indent=1) + "\n")

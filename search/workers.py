@@ -21,9 +21,8 @@ from tqdm import tqdm
 
 from pcam.cli import bar_disable
 from search.config import STORAGE_ENV, SearchConfig
-from search.objective import Terminated
-from search.runner import STORAGE_ERRORS
-from search.study import finished_trials
+from search.console import Terminated, sigterm_as_interrupt
+from search.study import STORAGE_ERRORS, finished_trials
 
 
 def worker_argv(config: SearchConfig, index: int) -> list[str]:
@@ -89,9 +88,8 @@ def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
         disable=bar_disable(config.progress),
         file=sys.stderr,
     )
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        with bar:
+        with bar, sigterm_as_interrupt():
             while any(worker.poll() is None for worker in workers):
                 time.sleep(1.0)
                 with contextlib.suppress(*STORAGE_ERRORS):  # the workers ride an outage out
@@ -106,8 +104,6 @@ def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
         for worker in workers:
             worker.wait()
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     failed = {w.pid: w.returncode for w in workers if w.returncode not in (0, None)}
     if not failed:
         return
@@ -123,7 +119,3 @@ def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
         f"note: worker {described} ended with an error; the other workers finished the study",
         file=sys.stderr,
     )
-
-
-def _raise_interrupt(signum, frame):
-    raise Terminated

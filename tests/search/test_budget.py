@@ -18,7 +18,7 @@ from search.priors import PRIOR_ROLE, PRIORS, SEED_BASELINE_ROLE, WARM_START_ROL
 from search.runner import run_search, summary
 from search.space import seed_baseline_values, suggest
 from search.study import first_judged_epoch, make_pruner, open_study
-from search.submit import choose_trials
+from search.submission import choose_trials
 
 SMALL = {"blocks": 2, "base_filters": 16, "dense_units": 64, "crop": 32, "batch_size": 32}
 

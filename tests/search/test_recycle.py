@@ -5,6 +5,7 @@ tested with real processes in test_run_output.py."""
 
 from __future__ import annotations
 
+import pytest
 from optuna.trial import TrialState
 
 from search.config import SearchConfig
@@ -13,6 +14,7 @@ from search.runner import run_search
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+@pytest.mark.slow
 def test_a_process_stops_after_its_trials_and_leaves_the_report_to_the_last(
     tmp_path, tiny_synthetic, monkeypatch
 ):

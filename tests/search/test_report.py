@@ -20,9 +20,10 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 from PIL import Image
 
+from pcam import publish
 from pcam.errors import DataError
 from search import report
-from search.report import pruning_savings, write_report
+from search.report import figures, pruning_savings, write_report
 from search.space import seed_baseline_values, suggest
 
 MAX_EPOCHS = 4
@@ -305,7 +306,7 @@ def test_a_section_that_fails_to_draw_becomes_a_note(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("an Optuna corner case")
 
-    monkeypatch.setattr(report, "slice_section", broken)
+    monkeypatch.setattr(figures, "slice_section", broken)
     page = render(study, tmp_path)[1]
     assert "Not drawn: RuntimeError: an Optuna corner case" in page
     assert set(figures_of(page)) == PLOT_TITLES - {"Slice plots"}
@@ -323,7 +324,7 @@ def test_write_report_replaces_atomically_and_keeps_the_old_page_on_error(tmp_pa
     def interrupted(source, target) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", interrupted)
+    monkeypatch.setattr(publish.os, "replace", interrupted)
     with pytest.raises(OSError, match="disk full"):
         write_report(new_study(tmp_path, "other"), out)
     assert out.read_text(encoding="utf-8") == before
@@ -395,6 +396,7 @@ def tiny_search(tmp_path_factory) -> tuple[str, str]:
     return tiny_search_study(tmp_path_factory.getbasetemp())
 
 
+@pytest.mark.slow
 def test_report_of_a_real_search(tiny_search, tmp_path):
     storage, name = tiny_search
     study = optuna.load_study(study_name=name, storage=storage)

@@ -70,7 +70,7 @@ def _search_cli(args: list[str], **popen) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_study_starts_with_the_seed_baseline_and_stores_epochs(tmp_path, tiny_synthetic):
-    config = _config(tmp_path, tiny_synthetic)
+    config = _config(tmp_path, tiny_synthetic, report=False)  # the report has tests of its own
     outcome = run_search(config)
     trials = outcome.study.trials
     assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 3
@@ -86,7 +86,7 @@ def test_study_starts_with_the_seed_baseline_and_stores_epochs(tmp_path, tiny_sy
     assert "seed baseline (trial 0)" in text and "optuna-dashboard sqlite:///" in text
 
     # the same name resumes the same study and adds trials
-    again = run_search(_config(tmp_path, tiny_synthetic, trials=5))
+    again = run_search(_config(tmp_path, tiny_synthetic, trials=5, report=False))
     assert again.resumed and again.study.user_attrs == attrs
     assert len([t for t in again.study.trials if t.state != TrialState.FAIL]) == 5
     assert again.study.trials[0].number == 0  # no second baseline was enqueued
@@ -103,28 +103,22 @@ def test_study_starts_with_the_seed_baseline_and_stores_epochs(tmp_path, tiny_sy
 
 
 @pytest.mark.slow
-def test_resume_with_other_settings_is_refused(tmp_path, tiny_synthetic):
-    run_search(_config(tmp_path, tiny_synthetic, trials=1))
-    done = _search_cli(
-        [
-            "--data",
-            str(tiny_synthetic),
-            "--study",
-            "tiny",
-            "--storage",
-            f"sqlite:///{tmp_path / 'tiny.db'}",
-            "--trials",
-            "2",
-            "--max-epochs",
-            "3",
-            "--limit",
-            "40",
-            "--no-progress",
-        ]
-    )
-    _, err = done.communicate(timeout=120)
-    assert done.returncode == 2 and "Traceback" not in err
-    assert "max_epochs (2 then, 3 now)" in err
+def test_resume_with_other_settings_is_refused(tmp_path, tiny_synthetic, capsys):
+    # --max-params 1: the one trial is pruned untrained; the refusal is what is tested
+    run_search(_config(tmp_path, tiny_synthetic, trials=1, max_params=1, report=False))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_status:  # the command as run_cli runs it
+        run_cli(
+            lambda: run.main(
+                ["--data", str(tiny_synthetic), "--study", "tiny", "--storage",
+                 f"sqlite:///{tmp_path / 'tiny.db'}", "--trials", "2", "--max-epochs", "3",
+                 "--limit", "40", "--max-params", "1", "--no-progress"]
+            )
+        )  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit_status.value.code == 2, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "max_epochs (2 then, 3 now)" in errors[0], err[-3000:]
 
 
 @pytest.mark.slow
@@ -440,19 +434,19 @@ WRITERS = {
         ("folders", ["--limit", "5"], "--limit 5 leaves 0 patches of class 1 (positive) for valid"),
     ],
 )
-@pytest.mark.slow
-def test_a_split_that_cannot_be_scored_is_refused_in_one_line(tmp_path, layout, args, expected):
-    """Before any trial: exit 2, one line naming the value and the fix, no traceback."""
+def test_a_split_that_cannot_be_scored_is_refused_in_one_line(
+    tmp_path, monkeypatch, capsys, layout, args, expected
+):
+    """Before any trial: exit 2, one line naming the value and the fix (the command as
+    ``run_cli`` runs it, in this process: a DataError, never a traceback)."""
     root = WRITERS[layout](tmp_path / layout)
-    done = subprocess.run(
-        [sys.executable, "-m", "search.run", "--data", str(root), *args,
-         "--trials", "1", "--max-epochs", "1", "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 2, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and expected in errors[0], done.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    argv = ["--data", str(root), *args, "--trials", "1", "--max-epochs", "1", "--no-progress"]
+    with pytest.raises(SystemExit) as exit_status:
+        run_cli(lambda: run.main(argv))
+    err = capsys.readouterr().err
+    assert exit_status.value.code == 2, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], err[-3000:]
     assert "--limit" in errors[0] or "--val-fraction" in errors[0]
+    assert not (tmp_path / "studies").exists() or not any((tmp_path / "studies").iterdir())

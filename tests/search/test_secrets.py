@@ -3,15 +3,12 @@ tables, the report, ``model.json``, the submission folder, or anything the comma
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import sqlalchemy
 
+from pcam.errors import run_cli
 from search.config import SearchConfig, redacted
 
 
@@ -56,17 +53,14 @@ def password_url(postgres_url) -> tuple[str, str]:
     return f"postgresql://{role}:{password}@{host}/{database}", password
 
 
-def _run(
-    module: str, *args: str, cwd: Path, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=None if env is None else {**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def _run(command, capfd, *args: str) -> tuple[int, str]:
+    """A command's ``main`` as ``python -m`` runs it (``run_cli``), in this process: its exit
+    status, and everything written to stdout and stderr, the C++ libraries' lines included."""
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exit_status:
+        run_cli(lambda: command.main(list(args)))
+    out, err = capfd.readouterr()
+    return exit_status.value.code, out + err
 
 
 def _database_text(url: str) -> str:
@@ -86,30 +80,32 @@ def _database_text(url: str) -> str:
     return "\n".join(rows)
 
 
+@pytest.mark.slow
 def test_a_password_in_the_storage_url_is_stored_and_printed_nowhere(
-    tmp_path, tiny_synthetic, password_url
+    tmp_path, tiny_synthetic, password_url, capfd, monkeypatch
 ):
+    from search import run, submit
+
     url, password = password_url
     shown = redacted(url)
+    monkeypatch.chdir(tmp_path)
     # The server really checks it: a wrong password is refused, and not echoed either.
-    wrong = _run(
-        "search.submit", "--study", "leak", "--storage", url.replace(password, "wrong-pw"),
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert wrong.returncode == 2 and "password authentication failed" in wrong.stderr
-    assert "wrong-pw" not in wrong.stdout + wrong.stderr
+    status, wrong = _run(
+        submit, capfd, "--study", "leak", "--storage", url.replace(password, "wrong-pw")
+    )
+    assert status == 2 and "password authentication failed" in wrong
+    assert "wrong-pw" not in wrong
 
-    study = ["--study", "leak", "--storage", url]
-    search = _run(
-        "search.run", *study, "--data", str(tiny_synthetic), "--trials", "2",
-        "--max-epochs", "1", "--limit", "40", "--no-progress", cwd=tmp_path,
+    status, searched = _run(
+        run, capfd, "--study", "leak", "--storage", url, "--data", str(tiny_synthetic),
+        "--trials", "2", "--max-epochs", "1", "--limit", "40", "--no-progress",
     )  # fmt: skip
-    assert search.returncode == 0, search.stderr[-3000:]
+    assert status == 0, searched[-3000:]
     # the URL can come from the environment instead of the command line
-    in_env = {"PCAM_STORAGE": url}
-    submit = _run("search.submit", "--study", "leak", "--tta", "none", cwd=tmp_path, env=in_env)
-    assert submit.returncode == 0, submit.stderr[-3000:]
-    printed = "".join(run.stdout + run.stderr for run in (search, submit))
+    monkeypatch.setenv("PCAM_STORAGE", url)
+    status, submitted = _run(submit, capfd, "--study", "leak", "--tta", "none")
+    assert status == 0, submitted[-3000:]
+    printed = searched + submitted
     assert shown in printed  # the URL is printed, masked: this test sees what users see
     assert password not in printed
     stored = _database_text(url)

@@ -14,7 +14,7 @@ import optuna
 import pytest
 
 from pcam.errors import DataError
-from search import report, run, runner, study, submit
+from search import run, runner, study, submission
 from search.config import SearchConfig
 
 
@@ -23,11 +23,11 @@ def _open_by_run(url: str):
 
 
 def _open_by_submit(url: str):
-    return submit.open_existing_study(submit.SubmitConfig(storage=url))
+    return submission.open_existing_study(submission.SubmitConfig(storage=url))
 
 
 def _open_by_report(url: str):
-    return report.load_study("pcam", url)
+    return study.load_existing_study("pcam", url)
 
 
 OPENERS = [_open_by_run, _open_by_submit, _open_by_report]

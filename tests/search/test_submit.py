@@ -30,13 +30,14 @@ from pcam.model import ModelParams, build
 from pcam.synth import generate
 from pcam.train import predict
 from pcam.tta import TransformedFeed, predict_tta, transforms_for
-from search import submit as submit_module
+from search import submission as submit_module
 from search.config import SearchConfig
-from search.predict import load_exported
+from search.exported import export, load_exported
 from search.predict import main as predict_main
 from search.runner import run_search
 from search.space import params_from_values
-from search.submit import SubmitConfig, choose_trials, export, fit_subset, submit, summary
+from search.submission import SubmitConfig, choose_trials, fit_subset, submit
+from search.submit import summary
 from tests.helpers import checkout_commit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -453,7 +454,7 @@ def test_a_full_disk_during_the_export_leaves_the_previous_model_and_submission(
 def test_the_retrain_reproduces_the_trials_schedule_and_stops_at_its_best_epoch():
     """Planned for the study's budget over the fit set's steps; stopped where the trial peaked."""
     from search.space import SPACE
-    from search.submit import retrain
+    from search.submission import retrain
 
     values = {
         "blocks": 2, "base_filters": 16, "convs_per_block": 1, "kernel_size": 3,

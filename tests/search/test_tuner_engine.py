@@ -19,7 +19,7 @@ from search.config import SearchConfig
 from search.run import parse_args
 from search.runner import run_search, summary
 from search.space import SPACE, seed_baseline_values, suggest
-from search.submit import SubmitConfig, submit
+from search.submission import SubmitConfig, submit
 from search.tuner_engine import OptunaCopy, PcamHyperModel, project_dir
 
 OPTUNA_ATTRS = {"best_epoch", "epochs_run", "seconds_per_epoch", "images_per_second"}
@@ -217,7 +217,7 @@ def test_hyperband_resumes_its_bracket_and_submit_retrains_the_best(tmp_path, sy
 
 @pytest.mark.slow
 def test_bayesian_search_resumes_and_adds_trials(tmp_path, synthetic) -> None:
-    config = _config(tmp_path, synthetic, tuner="bayesian")
+    config = _config(tmp_path, synthetic, tuner="bayesian", max_epochs=1)
     run_search(config)
     resumed = run_search(replace(config, trials=3))
     assert resumed.resumed and resumed.trials_run == 1
@@ -271,3 +271,21 @@ def test_a_project_reloads_only_with_its_space_and_one_made_before_it_was_record
     del settings["study_defining"]["search_space"]  # as written before the space was recorded
     path.write_text(json.dumps(settings))
     _check_project(config, data)
+
+
+@pytest.mark.slow
+def test_both_engines_record_the_same_trial_attributes(tmp_path, synthetic) -> None:
+    """One trial record for both engines: the seed baseline of an Optuna study and of a
+    KerasTuner study carry the same user attributes, bar the KerasTuner bookkeeping."""
+    from search.record import RECORD_ATTRS
+
+    common = dict(trials=1, max_epochs=1, limit=40)
+    tuned = run_search(_config(tmp_path, synthetic, study="kt", **common)).study.trials[0]
+    plain = _config(tmp_path, synthetic, study="op", engine="optuna", tuner="hyperband", **common)
+    searched = run_search(plain).study.trials[0]
+    assert tuned.state == searched.state == TrialState.COMPLETE
+    kept = set(tuned.user_attrs) - {"engine", "keras_tuner_trial_id"}
+    assert set(searched.user_attrs) == kept
+    assert kept >= set(RECORD_ATTRS) - {"projected_seconds"}  # projected after 6 batches only
+    for key in ("params_count", "training_seed", "best_epoch", "epochs_run", "dtype_policy"):
+        assert searched.user_attrs[key] == tuned.user_attrs[key], key

@@ -1,40 +1,31 @@
-"""One HTML page per study: what the search found, what it cost and what pruning saved.
-
-``python -m search.report --study NAME`` writes ``studies/<study>/report.html``; a search writes
-the same page when it ends (``write_report``). plotly.js is embedded once, so the page opens
-offline. Every section copes with an empty, failed-only or still-running study: where a plot
-has nothing to show, the page says why instead.
-"""
+"""The report's sections, each a plotly figure or an HTML table built from ``StudyFacts``;
+one that has nothing to show says why instead."""
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import html
-import json
-import math
-import os
-import re
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import plotly.graph_objects as go
-import plotly.offline
 from optuna.trial import FrozenTrial, TrialState
 
-from pcam.cli import command_parser
-from pcam.errors import DataError, preview, run_cli
-from search.config import STORAGE_ENV, SearchConfig, redacted, spoken_duration
-from search.priors import SEED_BASELINE_ROLE
+from search.config import spoken_duration
+from search.console import trial_seconds
 from search.ranking import validation_interval
-from search.study import OPENING_ERRORS
+from search.report.facts import (
+    METRIC,
+    StudyFacts,
+    epochs_run,
+    importance_evaluator,
+    importances,
+    is_baseline,
+    no_complete_note,
+)
 
-METRIC = "validation AUC"
-BASELINE_ROLE = SEED_BASELINE_ROLE
 TOP_TRIALS = 10
 SLICE_PARAMS = 4
 PARALLEL_PARAMS = 8
@@ -48,12 +39,6 @@ COLOURS = {
     "running": "#9467bd",
     "failed": "#54585a",
 }
-PRUNING_EXPLAINED = (
-    "<p class='explain'>Pruning estimate: for every pruned trial, the epochs it was set to run "
-    "(the study's epoch budget) minus the epochs it ran, times its own measured seconds "
-    "per epoch (training and validation). It assumes the skipped epochs would have cost what the "
-    "run ones did, and ignores that the search spent the time saved on other trials.</p>"
-)
 # Section titles, in page order.
 HISTORY = "Optimization history"
 CURVES = "Learning curves"
@@ -87,89 +72,6 @@ class Section:
     body: str = ""  # trusted HTML (built here, values escaped)
     note: str = ""  # plain text: why the section is empty
     caption: str = ""  # plain text under the figure
-
-
-@dataclass(frozen=True)
-class Pruning:
-    """The estimate of what pruning saved (see ``pruning_savings``)."""
-
-    seconds: float
-    epochs: int
-    estimated_trials: int
-    unmeasured_trials: int
-
-
-@dataclass
-class StudyFacts:
-    """A study's trials, sorted into what every section needs."""
-
-    study: optuna.Study
-    trials: list[FrozenTrial]
-    complete: list[FrozenTrial] = field(init=False)  # best first
-    pruned: list[FrozenTrial] = field(init=False)
-    failed: list[FrozenTrial] = field(init=False)
-    running: list[FrozenTrial] = field(init=False)
-    baseline: FrozenTrial | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        by_state = {state: [t for t in self.trials if t.state == state] for state in TrialState}
-        self.complete = sorted(
-            by_state[TrialState.COMPLETE], key=lambda t: t.value, reverse=self.maximize
-        )
-        self.pruned = by_state[TrialState.PRUNED]
-        self.failed = by_state[TrialState.FAIL]
-        self.running = by_state[TrialState.RUNNING]
-        self.baseline = next((t for t in self.trials if is_baseline(t)), None)
-
-    @property
-    def maximize(self) -> bool:
-        return self.study.direction == optuna.study.StudyDirection.MAXIMIZE
-
-    @property
-    def best(self) -> FrozenTrial | None:
-        return self.complete[0] if self.complete else None
-
-    @property
-    def max_epochs(self) -> int | None:
-        return self.study.user_attrs.get("study_defining", {}).get("max_epochs")
-
-
-def is_baseline(trial: FrozenTrial) -> bool:
-    return trial.user_attrs.get("role") == BASELINE_ROLE
-
-
-def duration_seconds(trial: FrozenTrial) -> float | None:
-    if trial.datetime_start is None or trial.datetime_complete is None:
-        return None
-    return (trial.datetime_complete - trial.datetime_start).total_seconds()
-
-
-def epochs_run(trial: FrozenTrial) -> int:
-    return int(trial.user_attrs.get("epochs_run", len(trial.intermediate_values)))
-
-
-def pruning_savings(trials: list[FrozenTrial], *, max_epochs: int | None) -> Pruning:
-    """Σ over pruned trials of (epochs the trial was to run − epochs it ran) × its s/epoch.
-
-    A trial pruned before its first epoch (a model over ``--max-params``) measured no epoch
-    time: it is counted in ``unmeasured_trials``, not in the estimate.
-    """
-    seconds, epochs, estimated, unmeasured = 0.0, 0, 0, 0
-    for trial in trials:
-        if trial.state != TrialState.PRUNED:
-            continue
-        planned = trial.params.get("epochs", max_epochs)
-        per_epoch = trial.user_attrs.get("seconds_per_epoch")
-        if planned is None or per_epoch is None or epochs_run(trial) == 0:
-            unmeasured += 1
-            continue
-        if max_epochs is not None:
-            planned = min(int(planned), max_epochs)
-        skipped = max(int(planned) - epochs_run(trial), 0)
-        seconds += skipped * float(per_epoch)
-        epochs += skipped
-        estimated += 1
-    return Pruning(seconds, epochs, estimated, unmeasured)
 
 
 def _format_value(value: Any) -> str:
@@ -213,7 +115,7 @@ def history_section(facts: StudyFacts) -> Section:
     """Every finished trial's value in order, the best so far, the seed baseline marked."""
     title = HISTORY
     if not facts.complete:
-        return Section(title, note=_no_complete_note(facts))
+        return Section(title, note=no_complete_note(facts))
     fig = optuna.visualization.plot_optimization_history(facts.study, target_name=METRIC)
     fig.update_traces(
         selector={"name": METRIC},
@@ -281,10 +183,10 @@ def cost_section(facts: StudyFacts) -> Section:
     finished = [
         t
         for t in (*facts.complete, *facts.pruned)
-        if t.value is not None and duration_seconds(t) is not None
+        if t.value is not None and trial_seconds(t) is not None
     ]
     if not finished:
-        return Section(title, note=_no_complete_note(facts))
+        return Section(title, note=no_complete_note(facts))
     fig = go.Figure()
     for state, trials in (
         ("complete", [t for t in finished if t.state == TrialState.COMPLETE]),
@@ -296,7 +198,7 @@ def cost_section(facts: StudyFacts) -> Section:
         errors = [validation_interval(facts.study, t) for t in trials]
         fig.add_trace(
             go.Scatter(
-                x=[duration_seconds(t) / 60 for t in trials],
+                x=[trial_seconds(t) / 60 for t in trials],
                 y=best_seen,
                 error_y=None
                 if None in errors
@@ -395,33 +297,13 @@ def _curve_style(trial: FrozenTrial, best: FrozenTrial | None) -> tuple[str, str
     return "complete", COLOURS["complete"], 1.5, "solid"
 
 
-def _evaluator() -> optuna.importance.BaseImportanceEvaluator:
-    """PED-ANOVA: ships with Optuna (fANOVA needs scikit-learn) and is deterministic."""
-    return optuna.importance.PedAnovaImportanceEvaluator()
-
-
-def importances(facts: StudyFacts) -> tuple[dict[str, float], str]:
-    """Importances over complete trials, or ({}, why there are none)."""
-    if len(facts.complete) < 2:
-        return {}, (f"Drawn from 2 or more complete trials; this study has {len(facts.complete)}.")
-    if len({t.value for t in facts.complete}) < 2:
-        return {}, "Every complete trial scored the same: no parameter can be ranked."
-    try:
-        found = optuna.importance.get_param_importances(facts.study, evaluator=_evaluator())
-    except (RuntimeError, ValueError) as error:
-        return {}, f"Optuna could not compute importances: {error}"
-    if not found or not any(math.isfinite(v) and v > 0 for v in found.values()):
-        return {}, "The complete trials do not vary their parameters enough to rank them."
-    return found, ""
-
-
 def importance_section(facts: StudyFacts, found: dict[str, float], why_not: str) -> Section:
     title = IMPORTANCES
     if not found:
         return Section(title, note=why_not)
     fig = optuna.visualization.plot_param_importances(
         facts.study,
-        evaluator=_evaluator(),
+        evaluator=importance_evaluator(),
         target_name=METRIC,
     )
     fig.update_traces(marker_color=COLOURS["complete"])
@@ -565,7 +447,7 @@ def top_trials_section(facts: StudyFacts) -> Section:
     """The best complete trials side by side (one column each), the seed baseline among them."""
     title = TOP
     if not facts.complete:
-        return Section(title, note=_no_complete_note(facts))
+        return Section(title, note=no_complete_note(facts))
     columns = facts.complete[:TOP_TRIALS]
     if facts.baseline in facts.complete and facts.baseline not in columns:
         columns = [*columns, facts.baseline]
@@ -581,7 +463,7 @@ def top_trials_section(facts: StudyFacts) -> Section:
         return "–" if bounds is None else f"{bounds[0]:.3f}–{bounds[1]:.3f}"
 
     def seconds(trial: FrozenTrial) -> str:
-        wall = duration_seconds(trial)
+        wall = trial_seconds(trial)
         return f"{wall:.1f}" if wall is not None else "–"
 
     results: list[tuple[str, Callable[[FrozenTrial], str]]] = [
@@ -648,113 +530,6 @@ def failed_section(facts: StudyFacts) -> Section | None:
     return Section(f"{FAILED} ({len(facts.failed)})", body=table)
 
 
-def _no_complete_note(facts: StudyFacts) -> str:
-    if not facts.trials:
-        return "This study has no trials yet."
-    counts = _state_counts(facts)
-    return f"No trial has completed yet ({counts})."
-
-
-def _state_counts(facts: StudyFacts) -> str:
-    parts = [
-        f"{len(facts.complete)} complete",
-        f"{len(facts.pruned)} pruned",
-        f"{len(facts.failed)} failed",
-    ]
-    if facts.running:
-        parts.append(f"{len(facts.running)} running")
-    waiting = sum(t.state == TrialState.WAITING for t in facts.trials)
-    if waiting:
-        parts.append(f"{waiting} waiting")
-    return ", ".join(parts)
-
-
-def headline(facts: StudyFacts, now: datetime.datetime) -> str:
-    """The summary at the top: best against baseline, trial counts, compute and savings."""
-    items = []
-    best, baseline = facts.best, facts.baseline
-    if best is None:
-        items.append((f"best {METRIC}", "none yet: no trial has completed"))
-    else:
-        items.append((f"best {METRIC}", f"<b>{best.value:.4f}</b> (trial {best.number})"))
-    if baseline is not None and baseline.state == TrialState.COMPLETE:
-        gain = f"{best.value - baseline.value:+.4f} AUC" if best is not None else ""
-        items.append(
-            ("seed baseline", f"{baseline.value:.4f} (trial {baseline.number}); search: {gain}")
-        )
-    elif baseline is not None:
-        items.append(("seed baseline", f"trial {baseline.number}, {baseline.state.name.lower()}"))
-    else:
-        items.append(("seed baseline", "not in this study"))
-    items.append(("trials", html.escape(_state_counts(facts))))
-    durations = [d for d in map(duration_seconds, facts.trials) if d is not None]
-    spent = sum(durations)
-    spent_text = f"{spoken_duration(spent)} (sum of {len(durations)} finished trials' durations)"
-    if facts.running:
-        spent_text += f", plus {len(facts.running)} running"
-    items.append(("compute spent", spent_text))
-    saved = pruning_savings(facts.trials, max_epochs=facts.max_epochs)
-    if not facts.pruned:
-        saved_text = "no trial was pruned"
-    else:
-        unpruned = spent + saved.seconds
-        share = saved.seconds / unpruned if unpruned > 0 else 0.0
-        saved_text = (
-            f"≈ {spoken_duration(saved.seconds)}: {saved.epochs} epochs that "
-            f"{saved.estimated_trials} pruned trials did not run, {share:.0%} of the "
-            f"{spoken_duration(unpruned)} the search would have needed without pruning"
-        )
-        if saved.unmeasured_trials:
-            saved_text += (
-                f". Not counted: {saved.unmeasured_trials} trial(s) pruned before their first "
-                "epoch (no epoch time measured)"
-            )
-    items.append(("pruning saved", saved_text))
-    rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in items)
-    explain = PRUNING_EXPLAINED if facts.pruned else ""
-    notes = ""
-    if facts.running:
-        notes = (
-            f"<p class='note'>{len(facts.running)} trial(s) still running (or left running by a "
-            f"stopped worker): this page is a snapshot taken {now:%Y-%m-%d %H:%M:%S}. Run "
-            "<code>python -m search.report</code> again for a newer one.</p>"
-        )
-    return f"<dl class='headline'>{rows}</dl>{explain}{notes}"
-
-
-def about(study: optuna.Study) -> str:
-    """Where the study's values come from: data, metric, commit, and every study attribute."""
-    attrs = study.user_attrs
-    facts = [
-        ("metric", attrs.get("metric")),
-        ("data", attrs.get("data_source")),
-        (
-            "patches",
-            f"{attrs['train_patches']} train / {attrs['val_patches']} validation"
-            if "train_patches" in attrs and "val_patches" in attrs
-            else None,
-        ),
-        ("commit", attrs.get("git_commit")),
-    ]
-    shown = " · ".join(f"{name}: {html.escape(str(v))}" for name, v in facts if v is not None)
-    stored = json.dumps(without_passwords(attrs), indent=2, sort_keys=True, default=str)
-    detail = html.escape(stored)
-    return (
-        f"<p class='about'>{shown}</p>"
-        f"<details><summary>study attributes</summary><pre>{detail}</pre></details>"
-    )
-
-
-def without_passwords(attrs: dict[str, Any]) -> dict[str, Any]:
-    """The study's attributes with any stored storage URL's password hidden (studies made
-    before URLs were stored that way still hold it)."""
-    config = attrs.get("config")
-    if not isinstance(config, dict):
-        return attrs
-    hidden = {key: redacted(config.get(key)) for key in ("storage", "warm_start_storage")}
-    return {**attrs, "config": {**config, **hidden}}
-
-
 def sections(facts: StudyFacts, now: datetime.datetime) -> list[Section]:
     """Every section in page order; one that fails to draw becomes a note, not a lost report."""
     found, why_not = importances(facts)
@@ -778,220 +553,3 @@ def sections(facts: StudyFacts, now: datetime.datetime) -> list[Section]:
         if section is not None:
             drawn.append(section)
     return drawn
-
-
-def plot_id_of(title: str) -> str:
-    """``Learning curves`` → ``plot-learning-curves``: the id of a section's plot."""
-    return "plot-" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-
-
-def render_report(study: optuna.Study, *, now: datetime.datetime | None = None) -> str:
-    """The whole page as one HTML string (plotly.js included)."""
-    if len(study.directions) != 1:
-        raise DataError(f"study {study.study_name!r} has several objectives; the report needs one")
-    now = now or datetime.datetime.now()
-    facts = StudyFacts(study, study.get_trials(deepcopy=False))
-    figures: dict[str, Any] = {}
-    parts = []
-    for section in sections(facts, now):
-        parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
-        if section.note:
-            parts.append(f"<p class='note'>{html.escape(section.note)}</p>")
-        if section.figure is not None:
-            plot_id = plot_id_of(section.title)
-            figures[plot_id] = json.loads(section.figure.to_json())
-            parts.append(
-                f"<div class='plot' id='{plot_id}' data-title='{html.escape(section.title)}'></div>"
-            )
-        parts.append(section.body)
-        if section.caption:
-            parts.append(f"<p class='caption'>{html.escape(section.caption)}</p>")
-        parts.append("</section>")
-    figures_json = json.dumps(figures, separators=(",", ":")).replace("</", "<\\/")
-    name = html.escape(study.study_name)
-    return PAGE.format(
-        title=f"Study {name}: search report",
-        name=name,
-        generated=f"{now:%Y-%m-%d %H:%M:%S}",
-        direction=study.direction.name.lower(),
-        about=about(study),
-        headline=headline(facts, now),
-        sections="\n".join(parts),
-        plotly_js=plotly.offline.get_plotlyjs(),
-        figures=figures_json,
-        render_js=RENDER_JS,
-    )
-
-
-def write_report(study: optuna.Study, path: Path) -> Path:
-    """Write the report of ``study`` to ``path`` atomically (a reader never sees half a page)."""
-    path = Path(path)
-    page = render_report(study)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "x", encoding="utf-8") as out:
-            out.write(page)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def load_study(name: str, storage: str) -> optuna.Study:
-    """An existing study, or a DataError naming the studies the storage does hold."""
-    if storage.startswith("sqlite:///"):
-        file = Path(storage.removeprefix("sqlite:///"))
-        if str(file) != ":memory:" and not file.is_file():
-            raise DataError(f"--storage {storage}: no such file {file} (run search.run first?)")
-    try:
-        names = optuna.get_all_study_names(storage=storage)
-    except OPENING_ERRORS as error:
-        raise DataError(f"--storage {redacted(storage)}: cannot open it ({error})") from None
-    if name not in names:
-        holds = f"it holds {preview(sorted(names))}" if names else "it holds no study"
-        raise DataError(f"no study {name!r} in {redacted(storage)}; {holds}")
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-EPILOG = """\
-outputs:
-  studies/<study>/report.html   (or --out) one page that opens offline
-next:
-  open it in a browser; python -m search.submit --study NAME   retrain the best
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m search.report``."""
-    parser = command_parser(
-        prog="python -m search.report",
-        description="Write a study's report: one HTML page that opens offline.",
-        epilog=EPILOG,
-    )
-    add = parser.add_argument
-    add("--study", required=True, metavar="NAME", help="study name (required)")
-    add(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="SQLAlchemy URL (default: $PCAM_STORAGE, else sqlite:///studies/<study>.db)",
-    )
-    add(
-        "--out",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="HTML file (default: studies/<study>/report.html)",
-    )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    storage = args.storage or os.environ.get(STORAGE_ENV) or None
-    config = SearchConfig(study=args.study, storage=storage)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(config.study, config.storage_url)
-    path = write_report(study, args.out or config.output_dir / "report.html")
-    print(path)
-    return 0
-
-
-RENDER_JS = """
-(function () {
-  function pointCount(trace) {
-    if (typeof trace._length === "number") return trace._length;
-    var most = 0;
-    ["x", "y", "values"].forEach(function (key) {
-      var column = trace[key];
-      if (column && column.length !== undefined) {
-        var count = 0;
-        for (var i = 0; i < column.length; i++) {
-          if (column[i] !== null && column[i] !== undefined) count++;
-        }
-        most = Math.max(most, count);
-      }
-    });
-    return most;
-  }
-  var figures = JSON.parse(document.getElementById("report-figures").textContent);
-  var counts = {};
-  Object.keys(figures).forEach(function (id) {
-    var figure = figures[id];
-    var element = document.getElementById(id);
-    try {
-      Plotly.newPlot(element, figure.data, figure.layout, {responsive: true, displaylogo: false});
-      counts[element.dataset.title] = element._fullData
-        .map(pointCount)
-        .reduce(function (a, b) { return a + b; }, 0);
-    } catch (error) {
-      window.reportError(error && error.stack ? error.stack : String(error));
-    }
-  });
-  document.body.dataset.plots = JSON.stringify(counts);
-})();
-"""
-
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-  body {{ font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
-         color: #222; background: #fff; }}
-  main {{ max-width: 1180px; margin: 0 auto; padding: 16px 24px 48px; }}
-  h1 {{ font-size: 1.6em; margin: 0.4em 0 0.1em; }}
-  h2 {{ font-size: 1.2em; margin: 1.6em 0 0.4em; border-bottom: 1px solid #ddd;
-        padding-bottom: 4px; }}
-  .sub, .about, .caption, .explain {{ color: #555; font-size: 0.9em; }}
-  .note {{ background: #fff6e0; border-left: 4px solid #f0a020; padding: 8px 12px; }}
-  dl.headline {{ display: grid; grid-template-columns: max-content 1fr; gap: 6px 18px;
-                 background: #f5f7fa; padding: 14px 18px; border-radius: 6px; }}
-  dl.headline dt {{ font-weight: 600; }}
-  dl.headline dd {{ margin: 0; }}
-  .table-wrap {{ overflow-x: auto; }}
-  table {{ border-collapse: collapse; font-size: 0.8em; white-space: nowrap; }}
-  th, td {{ border-bottom: 1px solid #e3e3e3; padding: 4px 8px; text-align: right; }}
-  th {{ background: #f0f2f5; }}
-  .text {{ text-align: left; }}
-  table.top tbody th {{ text-align: left; font-weight: 600; }}
-  table.top tr.group th {{ text-align: left; background: #fff; color: #777; padding-top: 10px; }}
-  table.top thead th {{ white-space: normal; min-width: 60px; }}
-  .baseline {{ background: #fff1e0 !important; }}
-  pre {{ font-size: 0.8em; background: #f7f7f7; padding: 8px; overflow-x: auto; }}
-</style>
-</head>
-<body>
-<script>
-  window.reportError = function (message) {{
-    var errors = JSON.parse(document.body.dataset.jsErrors || "[]");
-    errors.push(String(message));
-    document.body.dataset.jsErrors = JSON.stringify(errors);
-  }};
-  window.addEventListener("error", function (event) {{ window.reportError(event.message); }});
-  window.addEventListener("unhandledrejection", function (event) {{
-    window.reportError("unhandled rejection: " + event.reason);
-  }});
-</script>
-<main>
-<h1>Study <code>{name}</code></h1>
-<p class="sub">Search report written {generated} · direction: {direction} · every value is
-the validation ROC AUC of a trial's best epoch.</p>
-{about}
-{headline}
-{sections}
-</main>
-<script>{plotly_js}</script>
-<script type="application/json" id="report-figures">{figures}</script>
-<script>{render_js}</script>
-</body>
-</html>
-"""
-
-
-if __name__ == "__main__":
-    run_cli(main)

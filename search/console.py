@@ -1,0 +1,73 @@
+"""What a search says on the terminal, and how the terminal stops it.
+
+One line per finished trial (``describe_trial``) and the log lines of both engines go to
+stderr, so stdout keeps the closing summary alone. SIGTERM stops a search as Ctrl-C does.
+Both engines, the worker supervisor and the report import from here; of ``search`` it imports
+only the role names.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from optuna.trial import FrozenTrial, TrialState
+
+from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
+
+ROLE_NOTES = {
+    SEED_BASELINE_ROLE: " (seed baseline)",
+    PRIOR_ROLE: " (prior)",
+    WARM_START_ROLE: " (warm start)",
+}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt: a search stops on it as on Ctrl-C (SIGINT)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the work inside like Ctrl-C: the running trial is marked failed (or the
+    workers are stopped), nothing else lost."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def trial_seconds(trial: FrozenTrial) -> float | None:
+    """Wall seconds from a trial's start to its end; None while it runs or if never started."""
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return None
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def describe_trial(trial: FrozenTrial) -> str:
+    """One line per finished trial: number, state, value, epochs run, seconds."""
+    seconds = trial_seconds(trial)
+    epochs = len(trial.intermediate_values)
+    value = f"{trial.value:.4f}" if trial.value is not None else "  -   "
+    best_so_far = max(trial.intermediate_values.values(), default=math.nan)
+    detail = ""
+    if trial.state == TrialState.PRUNED:
+        detail = f"  best {best_so_far:.4f}  " + trial.user_attrs.get("prune_reason", "")
+    elif trial.state == TrialState.FAIL:
+        detail = "  " + trial.user_attrs.get("fail_reason", "failed (see the log above)")
+    role = ROLE_NOTES.get(trial.user_attrs.get("role", ""), "")
+    return (
+        f"trial {trial.number:>4} {trial.state.name:<8} val_auc {value}  epochs {epochs:>2}  "
+        f"{math.nan if seconds is None else seconds:6.1f} s{role}{detail}"
+    )

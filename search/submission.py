@@ -1,0 +1,424 @@
+"""Retrain the chosen trials of a study, export the model and write a Kaggle submission (the
+library behind ``python -m search.submit``).
+
+By default the submission averages the top complete trials that the validation set cannot
+tell apart from the best (at most ``AUTO_ENSEMBLE``: those whose validation AUC lies inside
+the best one's 95% interval): on 600 validation patches the best trial is partly the luckiest,
+and averaging its statistical ties is robust to that. ``--trial N`` or ``--ensemble K`` choose
+by hand. Each member is rebuilt from its recorded values through the same
+``params_from_values`` the search used and retrained with a seed on training + validation data
+(``--all``: on every labelled patch of the data set, whatever ``--limit`` the search used) on
+the learning-rate schedule its trial ran — planned for the study's epoch budget, over as many
+steps as the larger set takes — and stopped at the epoch where its validation AUC peaked. No
+held-out data is left to pick weights by, so stopping where the trial peaked is the one choice
+that reproduces what was measured. The model is exported to ``<out>/best/model.keras`` with
+``model.json`` beside it, and the exported file predicts the test split with test-time
+augmentation into ``<out>/submission.csv``. Both are written aside and moved into place only
+when complete: a failed run leaves the previous pair untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from pcam.augment import TTA_MODES
+from pcam.data import Subset, TrainingData, load_split, load_training_data
+from pcam.errors import DISK_FULL, DataError, preview
+from pcam.images import PATCH_SHAPE
+from pcam.metrics import roc_auc
+from pcam.publish import replace_folder
+from pcam.runtime import Runtime, resolve
+from search.config import STUDIES_DIR, default_storage_url
+from search.console import log
+from search.dashboard import upload_outputs
+from search.exported import (
+    METADATA_FILE,
+    MODEL_FILE,
+    export,
+    load_exported,
+    stage_predictions,
+    whole_split,
+)
+from search.provenance import git_commit, package_versions
+from search.ranking import inside_interval
+from search.space import params_from_values
+from search.study import load_existing_study
+
+if TYPE_CHECKING:  # Keras loads when a model is trained: --help answers without it
+    import keras
+
+FIT_ON = ("train+val", "train")
+AUTO_ENSEMBLE = 3  # the most members the default ensemble takes
+METADATA_FORMAT = 1
+SUBMISSION_FILE = "submission.csv"
+STUDY_RECORD = ("config", "study_defining", "data_source", "data_fingerprint")
+
+
+@dataclass(frozen=True)
+class SubmitConfig:
+    """Everything ``python -m search.submit`` was asked to do."""
+
+    study: str = "pcam"
+    storage: str | None = None
+    data: str | None = None
+    trial: int | None = None
+    ensemble: int | None = None  # None: the statistical ties of the best, up to AUTO_ENSEMBLE
+    tta: str = "d8"
+    fit_on: str = "train+val"
+    all_data: bool = False
+    out: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (bool(self.study.strip()), "--study must not be empty"),
+            (
+                self.ensemble is None or self.ensemble >= 1,
+                f"--ensemble {self.ensemble}: must be at least 1",
+            ),
+            (
+                self.trial is None or self.ensemble in (None, 1),
+                f"--trial {self.trial} and --ensemble {self.ensemble} conflict: an ensemble "
+                "takes the top trials; drop one of the two",
+            ),
+            (self.tta in TTA_MODES, f"--tta {self.tta}: choose from {', '.join(TTA_MODES)}"),
+            (self.fit_on in FIT_ON, f"--fit-on {self.fit_on}: choose from {', '.join(FIT_ON)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DataError(message)
+
+    @property
+    def storage_url(self) -> str:
+        """``--storage``, or the SQLite file ``search.run`` uses: ``studies/<study>.db``."""
+        return self.storage or default_storage_url(self.study)
+
+    @property
+    def output_dir(self) -> Path:
+        """``--out``, or ``studies/<study>``: the model goes to ``best/`` in it."""
+        return Path(self.out) if self.out else STUDIES_DIR / self.study
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    model_dir: Path
+    submission: Path
+    metadata: dict[str, Any]
+    ids: np.ndarray
+    probabilities: np.ndarray
+
+
+def open_existing_study(config: SubmitConfig) -> optuna.Study:
+    """Load a study that ``search.run`` made; never create one (or an empty SQLite file)."""
+    study = load_existing_study(config.study, config.storage_url)
+    missing = [key for key in STUDY_RECORD if key not in study.user_attrs]
+    if missing:
+        raise DataError(
+            f"study {config.study!r} has no record of {', '.join(missing)}: it was not made by "
+            "python -m search.run, so its data and split cannot be rebuilt"
+        )
+    return study
+
+
+def choose_trials(
+    study: optuna.Study, *, trial: int | None = None, ensemble: int | None = 1
+) -> list[FrozenTrial]:
+    """``--trial N``, or the ``ensemble`` complete trials of highest validation AUC, best first;
+    ``ensemble=None``: the best and its statistical ties (``statistical_ties``)."""
+    trials = study.get_trials(deepcopy=False)
+    complete = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE), key=_ranked_value, reverse=True
+    )
+    numbers = [t.number for t in sorted(complete, key=lambda t: t.number)]
+    if trial is not None:
+        chosen = next((t for t in trials if t.number == trial), None)
+        if chosen is None:
+            raise DataError(
+                f"study {study.study_name!r} has no trial {trial} "
+                f"(it has {len(trials)}: numbers 0–{len(trials) - 1})"
+            )
+        if chosen.state != TrialState.COMPLETE:
+            raise DataError(
+                f"trial {trial} of study {study.study_name!r} is {chosen.state.name}, not "
+                f"COMPLETE; complete trials: {preview(numbers) or 'none'}"
+            )
+        return [chosen]
+    if not complete:
+        states = {t.state.name for t in trials}
+        raise DataError(
+            f"study {study.study_name!r} has no complete trial ({len(trials)} trial(s)"
+            + (f": {', '.join(sorted(states))}" if states else "")
+            + f"); run python -m search.run --study {study.study_name} to add some"
+        )
+    if ensemble is None:
+        return statistical_ties(study, complete)
+    if len(complete) < ensemble:
+        raise DataError(
+            f"--ensemble {ensemble}: study {study.study_name!r} has only {len(complete)} "
+            "complete trial(s); lower --ensemble or run more trials"
+        )
+    return complete[:ensemble]
+
+
+def statistical_ties(study: optuna.Study, ranked: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The best trial and those (up to ``AUTO_ENSEMBLE`` in all) whose validation AUC lies
+    inside its 95% interval; the best alone where the study lacks the class counts."""
+    best = ranked[0]
+    return [best] + [t for t in ranked[1:AUTO_ENSEMBLE] if inside_interval(study, best, t)]
+
+
+def _ranked_value(trial: FrozenTrial) -> float:
+    return trial.value if trial.value is not None and math.isfinite(trial.value) else -math.inf
+
+
+def load_study_data(
+    study: optuna.Study, *, data: str | None = None, all_data: bool = False, progress: bool = True
+) -> TrainingData:
+    """The study's data set, split as in the search (``all_data``: without its ``--limit``);
+    refused if its files have changed."""
+    attrs = study.user_attrs
+    settings = attrs["config"]
+    path = data or attrs["data_source"]
+    training = load_training_data(
+        path,
+        seed=attrs.get("split_seed", settings["seed"]),
+        val_fraction=settings["val_fraction"],
+        limit=None if all_data else settings["limit"],
+        progress=progress,
+    )
+    if training.fingerprint != attrs["data_fingerprint"]:
+        raise DataError(
+            f"{path}: not the data study {study.study_name!r} was searched on (fingerprint "
+            f"{training.fingerprint} now, {attrs['data_fingerprint']} then; source then: "
+            f"{attrs['data_source']}); pass --data the study's data set, unchanged"
+        )
+    return training
+
+
+def fit_subset(data: TrainingData, *, fit_on: str) -> tuple[Subset, str]:
+    """What the final model trains on, and its name: training + validation where they share
+    one image array (Kaggle, class folders); training only for PCam HDF5, whose validation
+    split lives in separate files."""
+    if fit_on == "train":
+        return data.train, "train"
+    if data.train.images is not data.val.images:
+        log(
+            f"note: the {data.layout.kind} layout keeps validation patches in separate files; "
+            "the final model trains on the training split only"
+        )
+        return data.train, "train"
+    return (
+        Subset(
+            images=data.train.images,
+            labels=data.train.labels,
+            indices=np.concatenate([data.train.indices, data.val.indices]),
+            ids=np.concatenate([data.train.ids, data.val.ids]),
+        ),
+        "train+val",
+    )
+
+
+def retrain(
+    trial: FrozenTrial,
+    fit_data: Subset,
+    *,
+    max_epochs: int,
+    seed: int,
+    runtime: Runtime | None = None,
+    progress: bool = True,
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Train ``trial``'s exact params, blind, for its best epoch count; the model and its record.
+    Without ``runtime``, on ``pcam.runtime.CPU_DEFAULT``."""
+    from pcam.runtime import CPU_DEFAULT
+    from pcam.train import TrainingDiverged, train
+
+    try:
+        params = params_from_values(trial.params, max_epochs=max_epochs)
+    except (KeyError, ValueError, TypeError) as error:
+        raise DataError(
+            f"trial {trial.number}'s values do not fit today's search space ({error})"
+        ) from None
+    epochs = int(trial.user_attrs.get("best_epoch", params.epochs))
+    log(
+        f"retraining trial {trial.number} (validation AUC {trial.value:.4f}) on "
+        f"{len(fit_data)} patches, seed {seed}: {params.schedule} schedule planned for "
+        f"{params.epochs} epoch(s), stopped after epoch {epochs} (its best)"
+    )
+    try:
+        result = train(
+            params,
+            fit_data,
+            None,
+            seed=seed,
+            epochs=epochs,
+            runtime=runtime or CPU_DEFAULT,
+            verbose=2 if progress else 0,
+        )
+    except TrainingDiverged as error:
+        raise DataError(
+            f"retraining trial {trial.number} diverged ({error}); pick another with --trial"
+        ) from None
+    record = {
+        "trial": trial.number,
+        "val_auc": trial.value,
+        "params": params.to_dict(),
+        "epochs_trained": epochs,
+        "schedule_epochs": params.epochs,
+        "seed": seed,
+        "train_seconds": round(result.train_seconds, 2),
+    }
+    return result.model, record
+
+
+def combine(models: list[keras.Model], trial_numbers: list[int]) -> keras.Model:
+    """One model, or one that averages the members' probabilities (a single exportable file)."""
+    if len(models) == 1:
+        return models[0]
+    import keras
+
+    inputs = keras.Input(shape=PATCH_SHAPE, name="patch")
+    outputs = []
+    for model, number in zip(models, trial_numbers, strict=True):
+        member = keras.models.clone_model(model)  # uncompiled: no optimizer state to export
+        member.set_weights(model.get_weights())
+        member.name = f"trial_{number}"
+        outputs.append(member(inputs))
+    mean = keras.layers.Average(name="ensemble_mean", dtype="float32")(outputs)
+    return keras.Model(inputs, mean, name=f"pcam_ensemble_{len(models)}")
+
+
+def export_record(
+    study: optuna.Study,
+    records: list[dict[str, Any]],
+    *,
+    data: TrainingData,
+    tta: str,
+    trained_on: str,
+    train_patches: int,
+    test_patches: int,
+) -> dict[str, Any]:
+    """``model.json``: the best member's trial and params, every member, data and provenance."""
+    best = records[0]
+    return {
+        "format": METADATA_FORMAT,
+        "study": study.study_name,
+        "trial": best["trial"],
+        "val_auc": best["val_auc"],
+        "params": best["params"],
+        "epochs_trained": best["epochs_trained"],
+        "ensemble": len(records),
+        "members": records,
+        "tta": tta,
+        "trained_on": trained_on,
+        "train_patches": train_patches,
+        "test_patches": test_patches,
+        "data_source": str(data.layout.root),
+        "data_layout": data.layout.kind,
+        "data_fingerprint": data.fingerprint,
+        "split_seed": data.split_seed,
+        "val_fraction": data.val_fraction,
+        "limit": data.limit,
+        "package_versions": package_versions(),
+        "git_commit": git_commit(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def submit(config: SubmitConfig) -> SubmitOutcome:
+    """Retrain, export and predict; see the module docstring. Checks every input first."""
+    from pcam.train import release_memory
+    from pcam.tta import predict_tta
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_existing_study(config)
+    chosen = choose_trials(study, trial=config.trial, ensemble=config.ensemble)
+    data = load_study_data(
+        study, data=config.data, all_data=config.all_data, progress=config.progress
+    )
+    _, test_split = load_split(data.layout.root, "test", progress=config.progress)
+    if not len(test_split):
+        raise DataError(f"{data.layout.root}: the test split is empty; nothing to submit")
+    fit_data, trained_on = fit_subset(data, fit_on=config.fit_on)
+    log(
+        f"members: {', '.join(f'trial {t.number} ({t.value:.4f})' for t in chosen)}"
+        + (" — the best and its statistical ties" if config.ensemble is None else "")
+    )
+    settings = study.user_attrs["config"]
+    max_epochs = study.user_attrs["study_defining"]["max_epochs"]
+
+    out = config.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".best.partial-{uuid.uuid4().hex[:8]}"
+    submission = out / SUBMISSION_FILE
+    staged_csv: Path | None = None
+    runtime = resolve()
+    log(runtime.describe())
+    try:
+        models, records = [], []
+        for trial in chosen:
+            seed = int(settings["seed"]) + trial.number
+            model, record = retrain(
+                trial,
+                fit_data,
+                max_epochs=max_epochs,
+                seed=seed,
+                runtime=runtime,
+                progress=config.progress,
+            )
+            models.append(model)
+            records.append(record)
+        model = combine(models, [record["trial"] for record in records])
+        metadata = export_record(
+            study,
+            records,
+            data=data,
+            tta=config.tta,
+            trained_on=trained_on,
+            train_patches=len(fit_data),
+            test_patches=len(test_split),
+        )
+        metadata["all_data"] = config.all_data  # every labelled patch, not the search's --limit
+        if trained_on == "train":
+            val_probabilities = predict_tta(model, data.val, mode=config.tta)
+            metadata["retrained_val_auc"] = roc_auc(data.val.y, val_probabilities)
+        export(model, metadata, staging)
+        del model, models
+        release_memory()
+        # The submission comes from the exported file itself, exactly as search.predict sees it.
+        exported, _ = load_exported(staging)
+        log(f"predicting {len(test_split)} test patches (tta {config.tta})")
+        probabilities = predict_tta(exported, whole_split(test_split), mode=config.tta)
+        staged_csv = stage_predictions(submission, test_split.ids, probabilities)
+        replace_folder(staging, out / "best")
+        os.replace(staged_csv, submission)
+        upload_outputs(study, [out / "best" / MODEL_FILE, out / "best" / METADATA_FILE, submission])
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        raise DataError(
+            f"no space left on the device of {out} while writing the model or the submission; "
+            f"whatever {out} held before is untouched: free space there (or give --out another "
+            "disk) and run the same command again"
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if staged_csv is not None:
+            staged_csv.unlink(missing_ok=True)
+    return SubmitOutcome(
+        model_dir=out / "best",
+        submission=submission,
+        metadata=metadata,
+        ids=test_split.ids,
+        probabilities=probabilities,
+    )
