@@ -2,8 +2,7 @@
 
 One line per finished trial (``describe_trial``) and the log lines of both engines go to
 stderr, so stdout keeps the closing summary alone. SIGTERM stops a search as Ctrl-C does.
-Both engines, the worker supervisor and the report import from here; of ``search`` it imports
-only the role names.
+Both engines, the worker supervisor and the report import from here.
 """
 
 from __future__ import annotations
@@ -14,9 +13,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import optuna
 from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
 
+from pcam.cli import bar_disable
+from search.config import SearchConfig
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
+from search.study import finished_trials
 
 ROLE_NOTES = {
     SEED_BASELINE_ROLE: " (seed baseline)",
@@ -46,6 +50,19 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def progress_bar(study: optuna.Study, config: SearchConfig, *, label: str = "") -> tqdm:
+    """The study's finished trials out of ``--trials``, on stderr; off with ``--no-progress``
+    and where stderr is no terminal."""
+    return tqdm(
+        total=config.trials,
+        initial=finished_trials(study),
+        desc=f"study {config.study}{label}",
+        unit="trial",
+        disable=bar_disable(config.progress),
+        file=sys.stderr,
+    )
 
 
 def trial_seconds(trial: FrozenTrial) -> float | None:

@@ -14,11 +14,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from pcam.cli import bar_disable
 from pcam.data import TrainingData, default_data_dir, load_training_data
 from pcam.runtime import resolve
 from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig, spoken_duration
-from search.console import describe_trial, log, sigterm_as_interrupt, trial_seconds
+from search.console import (
+    describe_trial,
+    log,
+    progress_bar,
+    sigterm_as_interrupt,
+    trial_seconds,
+)
 from search.dashboard import dashboard_command, name_metric, upload_outputs, write_note
 from search.objective import Objective, TrialFailed
 from search.priors import seed_baseline
@@ -234,14 +239,7 @@ def _optimize(
         space=config.search_space,
         generation=int(os.environ.get(GENERATION_ENV) or 0),
     )
-    bar = tqdm(
-        total=config.trials,
-        initial=finished_trials(study),
-        desc=f"study {config.study}",
-        unit="trial",
-        disable=bar_disable(config.progress),
-        file=sys.stderr,
-    )
+    bar = progress_bar(study, config)
 
     def on_trial_end(study: optuna.Study, trial: FrozenTrial) -> None:
         if _is_surplus(trial):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,30 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
             study.set_user_attr(key, value)
         for values, attrs in baseline + points:
             study.enqueue_trial(values, user_attrs=attrs)
+    return study, existing
+
+
+def open_mirror_study(
+    config: SearchConfig,
+    data: TrainingData,
+    *,
+    check: Callable[[optuna.Study], None] | None = None,
+) -> tuple[optuna.Study, bool]:
+    """Create or resume a study that another engine's trials are copied into (KerasTuner's):
+    no sampler, pruner or enqueued trials, the same provenance and resume checks as
+    ``open_study``, and ``check`` of an existing one first; True when resumed."""
+    storage, existing = connect(config)
+    if existing:
+        study = optuna.load_study(study_name=config.study, storage=storage)
+        check_resume(study, config, data)
+        if check is not None:
+            check(study)
+    study = optuna.create_study(
+        study_name=config.study, storage=storage, direction="maximize", load_if_exists=True
+    )
+    if "data_fingerprint" not in study.user_attrs:
+        for key, value in study_provenance(config, data).items():
+            study.set_user_attr(key, value)
     return study, existing
 
 

@@ -62,7 +62,7 @@ from search.objective import is_out_of_memory
 from search.priors import SEED_BASELINE_ROLE
 from search.record import RECORD_ATTRS, TrialRecord
 from search.space import SPACE, Dimension, params_from_values, seed_baseline_values, suggest
-from search.study import check_resume, connect, finished_trials, study_provenance
+from search.study import finished_trials, open_mirror_study
 
 ENGINE = "keras-tuner"
 OBJECTIVE = keras_tuner.Objective(VAL_AUC, "max")
@@ -432,18 +432,7 @@ class _HyperbandTuner(_EngineTuner, keras_tuner.Hyperband):
 
 def open_tuner_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, bool]:
     """Create or resume the Optuna study that mirrors the search; True when resumed."""
-    storage, existing = connect(config)
-    if existing:
-        study = optuna.load_study(study_name=config.study, storage=storage)
-        check_resume(study, config, data)
-        _check_engine(study, config)
-    study = optuna.create_study(
-        study_name=config.study, storage=storage, direction="maximize", load_if_exists=True
-    )
-    if "data_fingerprint" not in study.user_attrs:
-        for key, value in study_provenance(config, data).items():
-            study.set_user_attr(key, value)
-    return study, existing
+    return open_mirror_study(config, data, check=lambda study: _check_engine(study, config))
 
 
 def _check_engine(study: optuna.Study, config: SearchConfig) -> None:

@@ -17,11 +17,9 @@ import sys
 import time
 
 import optuna
-from tqdm import tqdm
 
-from pcam.cli import bar_disable
 from search.config import STORAGE_ENV, SearchConfig
-from search.console import Terminated, sigterm_as_interrupt
+from search.console import Terminated, progress_bar, sigterm_as_interrupt
 from search.study import STORAGE_ERRORS, finished_trials
 
 
@@ -80,14 +78,7 @@ def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
         for index in range(1, config.workers + 1)
     ]
     print(f"started {len(workers)} workers: pids {[w.pid for w in workers]}", file=sys.stderr)
-    bar = tqdm(
-        total=config.trials,
-        initial=finished_trials(study),
-        desc=f"study {config.study} ({len(workers)} workers)",
-        unit="trial",
-        disable=bar_disable(config.progress),
-        file=sys.stderr,
-    )
+    bar = progress_bar(study, config, label=f" ({len(workers)} workers)")
     try:
         with bar, sigterm_as_interrupt():
             while any(worker.poll() is None for worker in workers):
