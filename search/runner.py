@@ -270,15 +270,23 @@ def _optimize(
                 failure = storage_failure(error)
                 if failure is None:
                     retry = _retry_of(study, objective.last_trial)
-                    if retry is None:
-                        raise
-                    log(
-                        f"worker {config.worker_index}: trial {objective.last_trial} was taken "
-                        "for dead while it ran (its heartbeats could not reach the storage), "
-                        f"failed by another worker and re-run as trial {retry}; its result here "
-                        "is dropped"
-                    )
-                    continue
+                    if retry is not None:
+                        log(
+                            f"worker {config.worker_index}: trial {objective.last_trial} was "
+                            "taken for dead while it ran (its heartbeats could not reach the "
+                            "storage), failed by another worker and re-run as trial "
+                            f"{retry}; its result here is dropped"
+                        )
+                        continue
+                    if _told_elsewhere(error):
+                        log(
+                            f"worker {config.worker_index}: trial {objective.last_trial} was "
+                            "recorded by another worker that ran it too (a race between two "
+                            "workers starting the same queued trial); its result here is "
+                            "dropped"
+                        )
+                        continue
+                    raise
                 # A shared database can refuse a write for a moment (a lock held past the
                 # timeout, a dropped connection, a server restart); the study is intact, so
                 # wait and go on. A trial left RUNNING is failed and re-run once its heartbeat
@@ -319,6 +327,14 @@ def _retry_of(study: optuna.Study, number: int | None) -> int | None:
     except STORAGE_ERRORS:
         return None
     return next((t.number for t in trials if t.system_attrs.get("failed_trial") == number), None)
+
+
+def _told_elsewhere(error: BaseException) -> bool:
+    """Whether Optuna refused to record this process's trial because another process had
+    already finished it (``ValueError: Cannot tell a COMPLETE trial.``)."""
+    return isinstance(error, ValueError) and str(error).startswith(
+        ("Cannot tell a COMPLETE trial", "Cannot tell a PRUNED trial")
+    )
 
 
 def _wait_for_slot(study: optuna.Study, config: SearchConfig, deadline: float | None) -> bool:

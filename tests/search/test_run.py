@@ -355,6 +355,34 @@ def refused_trial_starts(count: int) -> Iterator[list[str]]:
         sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", refuse)
 
 
+def test_a_trial_recorded_by_another_worker_meanwhile_is_dropped_and_the_search_goes_on(
+    tmp_path, tiny_synthetic, monkeypatch, capsys
+):
+    """Two workers on SQLite can both start the same queued trial (Optuna's row lock is a
+    no-op there); the one that finishes second may not record it. It says so in one line and
+    goes on, and the study still ends with --trials finished trials."""
+    from search.objective import Objective
+
+    config = _config(tmp_path, tiny_synthetic, trials=3, max_params=1, report=False)
+    original = Objective._run
+
+    def raced(self, trial):
+        if trial.number == 0:  # the other worker records it first
+            other = optuna.load_study(study_name=config.study, storage=config.storage_url)
+            other.tell(trial.number, 0.5)
+            return 0.75
+        return original(self, trial)
+
+    monkeypatch.setattr(Objective, "_run", raced)
+    outcome = run_search(config)
+    err = capsys.readouterr().err
+    assert "trial 0 was recorded by another worker that ran it too" in err, err[-3000:]
+    trials = outcome.study.trials
+    assert trials[0].state == TrialState.COMPLETE and trials[0].value == 0.5  # the first tell
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 3
+    assert "Traceback" not in err
+
+
 def test_storage_errors_are_retried_five_times_5_s_apart(
     tmp_path, tiny_synthetic, monkeypatch, capsys
 ):

@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.space import SPACE
 from search.study import make_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -64,7 +65,15 @@ def _wait_for_running_trial(storage: str, study: str, timeout: float = 240):
             trials = optuna.load_study(study_name=study, storage=storage).trials
         except KeyError:
             continue
-        running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+        # Every dimension suggested: a re-run of a trial failed as stale carries its
+        # predecessor's "worker" from the start, and its params only as far as they got.
+        running = [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING
+            and "worker" in t.user_attrs
+            and len(t.params) == len(SPACE)
+        ]
         if running and any(t.state in FINISHED for t in trials):
             return running[0]
     raise AssertionError("no trial started in time")
