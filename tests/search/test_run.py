@@ -70,10 +70,11 @@ def _search_cli(args: list[str], **popen) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_study_starts_with_the_seed_baseline_and_stores_epochs(tmp_path, tiny_synthetic):
-    config = _config(tmp_path, tiny_synthetic, report=False)  # the report has tests of its own
+    # the report has tests of its own
+    config = _config(tmp_path, tiny_synthetic, trials=2, report=False)
     outcome = run_search(config)
     trials = outcome.study.trials
-    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 3
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 2
     first = trials[0]
     assert first.user_attrs["role"] == "seed_baseline"
     assert first.params == seed_baseline_values()
@@ -86,9 +87,9 @@ def test_study_starts_with_the_seed_baseline_and_stores_epochs(tmp_path, tiny_sy
     assert "seed baseline (trial 0)" in text and "optuna-dashboard sqlite:///" in text
 
     # the same name resumes the same study and adds trials
-    again = run_search(_config(tmp_path, tiny_synthetic, trials=5, report=False))
+    again = run_search(_config(tmp_path, tiny_synthetic, trials=3, report=False))
     assert again.resumed and again.study.user_attrs == attrs
-    assert len([t for t in again.study.trials if t.state != TrialState.FAIL]) == 5
+    assert len([t for t in again.study.trials if t.state != TrialState.FAIL]) == 3
     assert again.study.trials[0].number == 0  # no second baseline was enqueued
     assert sum(t.user_attrs.get("role") == "seed_baseline" for t in again.study.trials) == 1
 
