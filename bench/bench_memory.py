@@ -18,7 +18,7 @@ life of a recycled process, so every checkpoint sees the same phase of the recyc
 process just replaced does not flatter the recycled arm, nor one about to be the others).
 Target: the peak up to the last checkpoint within 10% of the peak up to the first, on every
 backend. ``--arms`` picks which of the three run; ``--plain-fits N`` stops the plain loop after N
-fits (on TensorFlow it grows by ~65 MiB a fit: 300 would need ~22 GiB), and its growth is then
+fits (on TensorFlow it grows by 50–65 MiB a fit: 300 would need 18–22 GiB), and its growth is then
 read up to the last checkpoint it reached. Linux only (``/proc``). Output: a table on stdout and
 ``bench/results/bench_memory.json``.
 """
@@ -186,8 +186,8 @@ def main() -> int:
         "--plain-fits",
         type=int,
         default=None,
-        help="fits of the plain loop (default: --trials); on TensorFlow it grows by ~65 MiB a "
-        "fit, so 300 would need ~22 GiB: cap it on a small machine",
+        help="fits of the plain loop (default: --trials); on TensorFlow it grows by 50-65 MiB "
+        "a fit, so 300 would need ~18-22 GiB: cap it on a small machine",
     )
     args = parser.parse_args()
     if not args.sample.exists():
