@@ -141,7 +141,9 @@ def _fingerprint(parts: list[tuple[str, int, int]], *extra: bytes) -> str:
     return digest.hexdigest()[:20]
 
 
-def _read_id_label_csv(csv_path: Path, *, labels_required: bool) -> pd.DataFrame:
+def read_id_label_csv(csv_path: Path, *, labels_required: bool) -> pd.DataFrame:
+    """An ``id,label`` CSV, checked: one row per id; with ``labels_required``, labels 0 or 1
+    (as ``int8``). Every failure is a ``DataError`` naming the file and the fix."""
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: file missing")
     try:
@@ -186,7 +188,7 @@ def _kaggle_split(root: Path, split: str) -> SplitSource:
         if not files:
             raise DataError(f"{folder}: the test folder holds no images (.tif); nothing to predict")
         if csv_path.is_file():
-            table = _read_id_label_csv(csv_path, labels_required=False)
+            table = read_id_label_csv(csv_path, labels_required=False)
             _require_same_ids(csv_path, folder, table["id"], by_id)
             ids = table["id"].to_numpy(dtype=str)
         else:
@@ -194,7 +196,7 @@ def _kaggle_split(root: Path, split: str) -> SplitSource:
             notes.append("no sample_submission.csv: test ids are taken in file-name order")
         labels = np.full(len(ids), UNKNOWN_LABEL, dtype=np.int8)
     else:
-        table = _read_id_label_csv(csv_path, labels_required=True)
+        table = read_id_label_csv(csv_path, labels_required=True)
         labelled_ids = set(table["id"].tolist())
         missing = sorted(labelled_ids - by_id.keys())
         if missing:

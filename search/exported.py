@@ -17,6 +17,7 @@ import pandas as pd
 from pcam.cache import CachedSplit
 from pcam.data import Subset
 from pcam.errors import DataError, preview
+from pcam.layouts import read_id_label_csv
 
 if TYPE_CHECKING:  # Keras loads when a model does: --help answers without it
     import keras
@@ -70,19 +71,8 @@ def read_labels(csv_path: str | Path, ids: np.ndarray) -> np.ndarray:
     csv_path = Path(csv_path).expanduser()
     if not csv_path.is_file():
         raise DataError(f"--labels {csv_path}: file missing")
-    try:
-        table = pd.read_csv(csv_path, dtype={"id": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{csv_path}: not a readable CSV ({error})") from None
-    if not {"id", "label"} <= set(table.columns):
-        raise DataError(f"{csv_path}: needs the header row 'id,label'")
-    if table["id"].duplicated().any():
-        twice = table["id"][table["id"].duplicated()].unique()
-        raise DataError(f"{csv_path}: id(s) listed more than once: {preview(twice)}")
-    labels = pd.to_numeric(table["label"], errors="coerce")
-    if not labels.isin([0, 1]).all():
-        raise DataError(f"{csv_path}: labels must be 0 or 1")
-    by_id = pd.Series(labels.to_numpy(dtype=np.int8), index=table["id"])
+    table = read_id_label_csv(csv_path, labels_required=True)
+    by_id = pd.Series(table["label"].to_numpy(), index=table["id"])
     missing = np.asarray(ids)[~pd.Index(ids).isin(by_id.index)]
     if len(missing):
         raise DataError(

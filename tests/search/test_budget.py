@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -126,6 +127,35 @@ def test_a_trial_projected_past_the_cap_is_pruned_from_its_first_batches(tiny_sy
     study.enqueue_trial(seed_baseline_values() | SMALL)
     study.optimize(Objective(data, max_epochs=1, max_params=10**7, seed=0), n_trials=1)
     assert study.trials[2].state == TrialState.COMPLETE
+
+
+def test_a_trial_the_budget_cuts_before_its_first_judged_epoch_is_pruned(data):
+    # A deadline already passed: every trial is cut after its first epoch.
+    def run(max_epochs, role=None):
+        study = optuna.create_study(direction="maximize")
+        study.enqueue_trial(
+            seed_baseline_values() | SMALL, user_attrs={"role": role} if role else None
+        )
+        objective = Objective(
+            data, max_epochs=max_epochs, max_params=10**7, seed=0, deadline=time.monotonic()
+        )
+        study.optimize(objective, n_trials=1)
+        return study.trials[0]
+
+    # 1 epoch of 8, before epoch 2 (the first judged): too early to tell the sampler anything
+    early = run(max_epochs=8)
+    assert early.state == TrialState.PRUNED
+    assert early.user_attrs["budget_cut"] == "cut after epoch 1 of 8"
+    assert early.user_attrs["prune_reason"] == (
+        "cut by the budget after epoch 1, before epoch 2, the first a pruner may judge"
+    )
+    # 1 epoch of 4 reaches the first judged epoch (1): it counts, with its value
+    judged = run(max_epochs=4)
+    assert judged.state == TrialState.COMPLETE and judged.user_attrs["budget_cut"]
+    assert judged.value == judged.intermediate_values[0]
+    # the seed design, priors and warm starts are evidence however early they are cut
+    seed = run(max_epochs=8, role=SEED_BASELINE_ROLE)
+    assert seed.state == TrialState.COMPLETE and "prune_reason" not in seed.user_attrs
 
 
 def test_the_cap_defaults_to_half_the_budget(tmp_path, tiny_synthetic):

@@ -32,7 +32,7 @@ from pcam.train import predict
 from pcam.tta import TransformedFeed, predict_tta, transforms_for
 from search import submission as submit_module
 from search.config import SearchConfig
-from search.exported import export, load_exported
+from search.exported import export, load_exported, read_labels
 from search.predict import main as predict_main
 from search.runner import run_search
 from search.space import params_from_values
@@ -174,6 +174,27 @@ def test_export_reloads_to_identical_predictions(tmp_path):
     loaded, metadata = load_exported(tmp_path / "best")
     assert metadata == {"trial": 0}
     np.testing.assert_array_equal(predict(loaded, subset), before)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("id,label\na,1\nb,2\n", "1 row(s) have a label other than 0 or 1 (values 2; ids b)"),
+        ("id,label\na,1\na,0\nb,0\n", "1 id(s) appear more than once: a"),
+        ("id,tumour\na,1\nb,0\n", "missing column(s) label; found id, tumour"),
+        ("id,label\na,1\n", "1 of the 2 predicted id(s) have no label: b"),
+    ],
+)
+def test_a_bad_labels_file_is_refused_naming_the_file_and_the_fault(tmp_path, rows, message):
+    labels_csv = tmp_path / "labels.csv"
+    labels_csv.write_text(rows)
+    with pytest.raises(DataError) as refused:
+        read_labels(labels_csv, np.array(["a", "b"]))
+    assert str(refused.value).startswith(str(labels_csv)) and message in str(refused.value)
+    with pytest.raises(DataError, match=r"--labels .*missing\.csv: file missing"):
+        read_labels(tmp_path / "missing.csv", np.array(["a"]))
+    labels_csv.write_text("id,label\nb,0\na,1\nc,1\n")
+    assert read_labels(labels_csv, np.array(["a", "b"])).tolist() == [1, 0]
 
 
 @pytest.mark.slow
