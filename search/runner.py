@@ -25,7 +25,6 @@ from search.console import (
     trial_seconds,
 )
 from search.dashboard import dashboard_command, name_metric, upload_outputs, write_note
-from search.objective import Objective, TrialFailed
 from search.priors import seed_baseline
 from search.ranking import inside_interval, top_trials, validation_interval
 from search.study import STORAGE_ERRORS, finished_trials, open_study
@@ -219,6 +218,9 @@ def _optimize(
     ``started`` (``time.monotonic()``) is when the search began: ``--budget`` counts from it,
     data loading included.
     """
+    # Keras loads here, not at import: a bad command line is refused before the backend loads.
+    from search.objective import Objective, TrialFailed
+
     limits = [config.timeout, config.budget]
     deadline = min((started + limit for limit in limits if limit is not None), default=None)
     runtime = resolve(

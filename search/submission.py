@@ -337,9 +337,6 @@ def export_record(
 
 def submit(config: SubmitConfig) -> SubmitOutcome:
     """Retrain, export and predict; see the module docstring. Checks every input first."""
-    from pcam.train import release_memory
-    from pcam.tta import predict_tta
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_existing_study(config)
     chosen = choose_trials(study, trial=config.trial, ensemble=config.ensemble)
@@ -350,6 +347,10 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     if not len(test_split):
         raise DataError(f"{data.layout.root}: the test split is empty; nothing to submit")
     fit_data, trained_on = fit_subset(data, fit_on=config.fit_on)
+    # Keras loads only now: a bad input is refused in a second, not after the backend's import.
+    from pcam.train import release_memory
+    from pcam.tta import predict_tta
+
     log(
         f"members: {', '.join(f'trial {t.number} ({t.value:.4f})' for t in chosen)}"
         + (" — the best and its statistical ties" if config.ensemble is None else "")

@@ -1,4 +1,5 @@
-"""Every command answers --help and --version at once: no backend loads before parsing."""
+"""Every command answers --help and --version at once, and refuses a bad input before its
+backend loads (seconds, not the import of TensorFlow)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import importlib.metadata
 import subprocess
 import sys
 
+import optuna
 import pytest
 
 from pcam.cli import COMMANDS
@@ -49,6 +51,24 @@ def test_help_answers_without_loading_a_backend(module):
         if any(word in line.lower() for word in START_UP_CHATTER)
     ]
     assert chatter == []
+    assert done.stdout.rstrip().endswith("backends loaded: []")
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "said"),
+    [
+        ("search.run", ["--data", "{missing}"], "{missing}: no such file or folder"),
+        ("search.submit", ["--study", "nope", "--storage", "{storage}"], "no study 'nope'"),
+    ],
+    ids=["run-missing-data", "submit-unknown-study"],
+)
+def test_a_bad_input_is_refused_before_a_backend_loads(tmp_path, module, args, said):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(study_name="there", storage=storage)
+    fill = {"missing": str(tmp_path / "missing"), "storage": storage}
+    done = run_command(module, *(arg.format(**fill) for arg in args))
+    assert done.returncode == 2, done.stderr
+    assert f"error: {said.format(**fill)}" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout.rstrip().endswith("backends loaded: []")
 
 
