@@ -41,9 +41,10 @@ def get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
-    """(base URL, storage URL, study name) of a running dashboard; the server always stops."""
+    """(base URL, storage URL, study name) of a running dashboard, one for the module's tests
+    (they only read); the server always stops."""
     storage, name = tiny_search_study(tmp_path_factory.getbasetemp())
     port = free_port()
     log = tmp_path_factory.mktemp("dashboard") / "server.log"
