@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,17 @@ import sqlalchemy
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_untouched() -> Iterator[None]:
+    """No test writes into the checkout's studies/ (databases, reports, artifacts: each test
+    works in its own temporary folder)."""
+    studies = REPO / "studies"
+    before = {p for p in studies.rglob("*") if p.is_file()}
+    yield
+    new = sorted(str(p.relative_to(REPO)) for p in studies.rglob("*") if p not in before)
+    assert new == [], f"tests wrote into the checkout: {new[:5]}"
 
 
 @pytest.fixture(autouse=True)

@@ -92,6 +92,7 @@ def tiny_study(tmp_path_factory) -> TinyStudy:
 def submitted(tiny_study):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PCAM_CACHE_DIR", str(tiny_study.root / "cache"))
+        patch.chdir(tiny_study.root)  # studies/artifacts is relative: not into the checkout
         return submit(tiny_study.config(tiny_study.root / "out"))
 
 
