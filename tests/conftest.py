@@ -21,7 +21,7 @@ def checkout_untouched() -> Iterator[None]:
     """No test writes into the checkout's studies/ (databases, reports, artifacts: each test
     works in its own temporary folder)."""
     studies = REPO / "studies"
-    before = {p for p in studies.rglob("*") if p.is_file()}
+    before = set(studies.rglob("*"))  # a user's own studies, folders included, are left be
     yield
     new = sorted(str(p.relative_to(REPO)) for p in studies.rglob("*") if p not in before)
     assert new == [], f"tests wrote into the checkout: {new[:5]}"
