@@ -22,6 +22,12 @@ Each arm saves its result to ``bench/results/quality/<arm>[-<budget>].json`` wit
 id and the commit, so arms can run one at a time (``--arm seed``, ``--arm recipe``,
 ``--arm search --budget 2h``, e.g. the long one in the background early in a session), and
 ``--arm table`` assembles the table from the saved results of the same split.
+
+``--reuse-search`` runs only (c)'s ``search.submit``, on the study a saved search arm of the
+same split and budget left behind, so another submission choice (``--submit-args``) is measured
+on the very same trials without spending the search's hours again. The result records the
+search's commit and times from the saved arm, and is saved apart
+(``search-<budget>-<submit args>.json``), beside the arm it reused.
 """
 
 from __future__ import annotations
@@ -134,42 +140,55 @@ def train_once(split: dict[str, Any], which: str) -> dict[str, Any]:
 
 
 def search_arm(
-    split: dict[str, Any], budget: str, *, extra: list[str], submit_extra: list[str]
+    split: dict[str, Any],
+    budget: str,
+    *,
+    extra: list[str],
+    submit_extra: list[str],
+    reused: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Arm (c): ``search.run --budget`` then ``search.submit``, as a user would type them."""
+    """Arm (c): ``search.run --budget`` then ``search.submit``, as a user would type them.
+
+    With ``reused`` (the saved record of an earlier search arm of this split and budget) only
+    ``search.submit`` runs, on that arm's study, into a folder of its own.
+    """
     from search.exported import read_labels
 
     study = f"quality-{split['split_id']}-{budget}"
     work = QUALITY / study
     storage = f"sqlite:///{work / 'study.db'}"
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "study.db").unlink(missing_ok=True)
+    out = work / f"submit-{slug(submit_extra)}" if reused else work
     common = ["--study", study, "--storage", storage, "--no-progress"]
     run = [*common, "--data", split["data"], "--budget", budget, "--no-report", *extra]
+    submit = [*common, "--out", str(out), *submit_extra]
+    steps = [("submit", [sys.executable, "-m", "search.submit", *submit])]
     times = {}
+    if reused:
+        times["search"] = reused["result"]["search_seconds"]
+        extra = reused["result"]["extra_args"]
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "study.db").unlink(missing_ok=True)
+        steps.insert(0, ("search", [sys.executable, "-m", "search.run", *run]))
+    out.mkdir(parents=True, exist_ok=True)
     with CpuWindow() as window:
-        for name, command in (
-            ("search", [sys.executable, "-m", "search.run", *run]),
-            (
-                "submit",
-                [sys.executable, "-m", "search.submit", *common, "--out", str(work), *submit_extra],
-            ),
-        ):
+        for name, command in steps:
             started = time.perf_counter()
             print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)
-            subprocess.run(command, check=True, cwd=work)
+            subprocess.run(command, check=True, cwd=out)
             times[name] = round(time.perf_counter() - started, 1)
-    submission = pd.read_csv(work / "submission.csv", dtype={"id": str})
+    submission = pd.read_csv(out / "submission.csv", dtype={"id": str})
     labels = read_labels(split["locked_labels"], submission["id"].to_numpy())
     import optuna
 
     loaded = optuna.load_study(study_name=study, storage=storage)
-    model_record = pd.read_json(work / "best" / "model.json", typ="series")
+    model_record = pd.read_json(out / "best" / "model.json", typ="series")
     return {
         "arm": "search",
         "budget": budget,
         "extra_args": extra,
         "submit_args": submit_extra,
+        "search_reused_from": reused["machine"]["commit"] if reused else None,
         "test": test_scores(labels, submission["label"].to_numpy()),
         "search_seconds": times["search"],
         "submit_seconds": times["submit"],
@@ -197,8 +216,32 @@ def search_arm(
     }
 
 
-def result_path(arm: str, budget: str | None) -> Path:
-    return QUALITY / (f"{arm}-{budget}.json" if budget else f"{arm}.json")
+def slug(args: list[str]) -> str:
+    """``['--ensemble', '1']`` → ``ensemble-1``; no arguments → ``defaults``."""
+    return "-".join(arg.lstrip("-") for arg in args) or "defaults"
+
+
+def result_path(arm: str, budget: str | None, *, submit_args: list[str] | None = None) -> Path:
+    """``seed.json``, ``search-2h.json``, or ``search-2h-ensemble-1.json`` for a reused search."""
+    name = f"{arm}-{budget}" if budget else arm
+    if submit_args is not None:
+        name += f"-{slug(submit_args)}"
+    return QUALITY / f"{name}.json"
+
+
+def saved_search(split_id: str, budget: str) -> dict[str, Any]:
+    """The saved record of the search arm whose study ``--reuse-search`` submits again."""
+    path = result_path("search", budget)
+    study = QUALITY / f"quality-{split_id}-{budget}" / "study.db"
+    record = pd.read_json(path, typ="series").to_dict() if path.is_file() else None
+    if record is None or record["split"]["split_id"] != split_id or not study.is_file():
+        raise SystemExit(
+            f"--reuse-search: no saved search arm of split {split_id} and budget {budget} "
+            f"({path} and {study} are both needed); run --arm search --budget {budget} first"
+        )
+    if record["result"].get("search_reused_from"):
+        raise SystemExit(f"--reuse-search: {path} is itself a reused search; run the arm again")
+    return record
 
 
 def interval(scores: dict[str, Any]) -> str:
@@ -225,6 +268,11 @@ def table(split_id: str) -> str:
                     f"; {name} {' '.join(result[key])}"
                     for name, key in (("search", "extra_args"), ("submit", "submit_args"))
                     if result.get(key)
+                )
+                + (
+                    f"; the search of {result['search_reused_from'][:7]}, reused"
+                    if result.get("search_reused_from")
+                    else ""
                 )
             )
         else:
@@ -265,7 +313,15 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="more arguments for search.submit in the search arm, e.g. '--ensemble 1'",
     )
+    parser.add_argument(
+        "--reuse-search",
+        action="store_true",
+        help="(c) only: run search.submit (with --submit-args) on the saved search arm's study "
+        "of this split and budget instead of searching again",
+    )
     args = parser.parse_args(argv)
+    if args.reuse_search and args.arm != "search":
+        parser.error("--reuse-search goes with --arm search")
     if not (args.sample / "train_labels.csv").is_file():
         parser.error(f"--sample {args.sample}: no train_labels.csv; pass the real PCam sample")
     split = lock_split(args.sample, QUALITY, seed=args.split_seed, test_size=TEST_PATCHES)
@@ -278,13 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     for arm in arms:
         info = machine_info()
         print(f"arm {arm}: {describe_machine(info)}", file=sys.stderr, flush=True)
+        path = result_path(arm, args.budget if arm == "search" else None)
         if arm == "search":
+            reused = saved_search(split["split_id"], args.budget) if args.reuse_search else None
             result = search_arm(
                 split,
                 args.budget,
                 extra=args.search_args.split(),
                 submit_extra=args.submit_args.split(),
+                reused=reused,
             )
+            if reused:
+                path = result_path(arm, args.budget, submit_args=result["submit_args"])
         else:
             result = train_once(split, arm)
         write_results(
@@ -295,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 "machine_line": describe_machine(info),
                 "result": result,
             },
-            path=result_path(arm, args.budget if arm == "search" else None),
+            path=path,
         )
         print(f"arm {arm}: test AUC {interval(result['test'])}", file=sys.stderr, flush=True)
     print(table(split["split_id"]))

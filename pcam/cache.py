@@ -8,6 +8,12 @@ triggers a rebuild. The manifest also records each cache file's size and modific
 a checksum of the ids and labels: a file cut short, replaced or edited after the build is
 noticed when the cache is opened (in milliseconds: the 6 GB of images are not hashed), and the
 split is decoded again.
+
+The fingerprint is quick (names, sizes and modification times) and so also changes when
+identical files are copied without their times. The manifest therefore also keeps ``content``,
+a SHA-256 of the decoded pixels, ids and labels, taken while building: what a study records to
+recognise its data set in a copy (another machine, a restored backup), where the fingerprint
+alone would refuse it.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from pcam.images import PATCH_SHAPE, read_patch
 from pcam.layouts import Layout, SplitSource
 from pcam.publish import replace_folder
 
-CACHE_FORMAT = 2  # 2: the manifest describes the files it vouches for
+CACHE_FORMAT = 3  # 2: the manifest describes the files it vouches for; 3: and their content
 FILES = ("images.npy", "ids.npy", "labels.npy")
 CHUNK = 256
 PARALLEL_THRESHOLD = 2048  # below this many files a process pool costs more than it saves
@@ -56,6 +62,7 @@ class CachedSplit:
     images: np.ndarray
     fingerprint: str
     folder: Path
+    content: str  # SHA-256 of the decoded pixels, ids and labels: the same for a copy
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -119,7 +126,10 @@ def _open_if_current(folder: Path, fingerprint: str) -> tuple[CachedSplit | None
         return None, "has ids or labels that differ from those it was built with"
     if len(images) != manifest["count"] or len(ids) != len(images) or len(labels) != len(ids):
         return None, f"holds {len(images)} images, {len(ids)} ids, {len(labels)} labels"
-    return CachedSplit(manifest["split"], ids, labels, images, fingerprint, folder), None
+    cached = CachedSplit(
+        manifest["split"], ids, labels, images, fingerprint, folder, manifest["content"]
+    )
+    return cached, None
 
 
 def _checksum(ids: np.ndarray, labels: np.ndarray) -> str:
@@ -158,9 +168,11 @@ def _build(source: SplitSource, folder: Path, *, workers: int | None, progress: 
             file=sys.stderr,
         )
         errors: list[str] = []
+        content = hashlib.sha256()  # chunks arrive in order: the hash of the whole array
         with bar:
             for start, chunk, chunk_errors in _decoded_chunks(source, workers):
                 images[start : start + len(chunk)] = chunk
+                content.update(np.ascontiguousarray(chunk).tobytes())
                 errors.extend(chunk_errors)
                 bar.update(len(chunk))
         if errors:
@@ -172,6 +184,8 @@ def _build(source: SplitSource, folder: Path, *, workers: int | None, progress: 
         del images
         np.save(staging / "ids.npy", source.ids)
         np.save(staging / "labels.npy", source.labels)
+        ids_labels = _checksum(np.load(staging / "ids.npy"), np.load(staging / "labels.npy"))
+        content.update(ids_labels.encode())
         files = {}
         for name in FILES:
             stat = (staging / name).stat()
@@ -183,7 +197,8 @@ def _build(source: SplitSource, folder: Path, *, workers: int | None, progress: 
             "count": len(source),
             "fingerprint": source.fingerprint,
             "files": files,
-            "checksum": _checksum(np.load(staging / "ids.npy"), np.load(staging / "labels.npy")),
+            "checksum": ids_labels,
+            "content": content.hexdigest(),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
         replace_folder(staging, folder)

@@ -47,6 +47,7 @@ class TrainingData:
     train: Subset
     val: Subset
     fingerprint: str
+    content: str  # of the decoded pixels, ids and labels (``CachedSplit.content``)
     split_seed: int
     val_fraction: float
     limit: int | None
@@ -126,6 +127,7 @@ def load_training_data(
             )
         rows = Partition(train_rows, val_rows, seed, val_fraction, limit)
         fingerprint = f"{train_split.fingerprint}+{val_split.fingerprint}"
+        content = f"{train_split.content}+{val_split.content}"
     else:
         val_split = train_split
         rows = partition(
@@ -136,12 +138,13 @@ def load_training_data(
             saved_in=train_split.folder,
             ids=train_split.ids,
         )
-        fingerprint = train_split.fingerprint
+        fingerprint, content = train_split.fingerprint, train_split.content
     return TrainingData(
         layout=layout,
         train=_subset(train_split, rows.train),
         val=_subset(val_split, rows.val),
         fingerprint=fingerprint,
+        content=content,
         split_seed=seed,
         val_fraction=val_fraction,
         limit=limit,

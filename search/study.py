@@ -346,6 +346,7 @@ def study_provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]
         "data_source": str(data.layout.root),
         "data_layout": data.layout.kind,
         "data_fingerprint": data.fingerprint,
+        "data_content": data.content,
         "split_seed": data.split_seed,
         "train_patches": len(data.train),
         "val_patches": len(data.val),
@@ -354,6 +355,26 @@ def study_provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]
         "package_versions": package_versions(),
         "git_commit": git_commit(),
     }
+
+
+def data_changed(attrs: dict[str, Any], data: TrainingData) -> str | None:
+    """How ``data`` differs from the data set a study recorded in ``attrs``; None if it is that
+    data set. A copy whose files have new modification times (another machine, a restored
+    backup) has another fingerprint but the same decoded content, and is the same data set."""
+    if attrs.get("data_fingerprint") in (None, data.fingerprint):
+        return None
+    if attrs.get("data_content") == data.content:
+        return None
+    why = (
+        f"fingerprint {attrs['data_fingerprint']} then, {data.fingerprint} now; "
+        f"source then: {attrs.get('data_source')}"
+    )
+    if "data_content" not in attrs:  # recorded before studies kept the content's hash
+        why += (
+            "; this study records only the files' names, sizes and modification times, so a "
+            "copy that did not keep the times (keep them: cp -p, rsync -t) is refused too"
+        )
+    return why
 
 
 def check_resume(study: optuna.Study, config: SearchConfig, data: TrainingData) -> None:
@@ -370,11 +391,8 @@ def check_resume(study: optuna.Study, config: SearchConfig, data: TrainingData) 
 def _check_settings(study: optuna.Study, config: SearchConfig, data: TrainingData) -> None:
     attrs = study.user_attrs
     differences = []
-    if attrs.get("data_fingerprint") not in (None, data.fingerprint):
-        differences.append(
-            f"data (fingerprint {attrs['data_fingerprint']} then, {data.fingerprint} now; "
-            f"source then: {attrs.get('data_source')})"
-        )
+    if changed := data_changed(attrs, data):
+        differences.append(f"data ({changed})")
     recorded = attrs.get("study_defining", {})
     if "study_defining" in attrs and recorded.get("space", 1) != SPACE_VERSION:
         raise DataError(

@@ -53,7 +53,7 @@ from search.exported import (
 from search.provenance import git_commit, package_versions
 from search.ranking import inside_interval
 from search.space import params_from_values
-from search.study import load_existing_study
+from search.study import data_changed, load_existing_study
 
 if TYPE_CHECKING:  # Keras loads when a model is trained: --help answers without it
     import keras
@@ -186,7 +186,7 @@ def load_study_data(
     study: optuna.Study, *, data: str | None = None, all_data: bool = False, progress: bool = True
 ) -> TrainingData:
     """The study's data set, split as in the search (``all_data``: without its ``--limit``);
-    refused if its files have changed."""
+    refused if its content has changed (new file times alone do not count)."""
     attrs = study.user_attrs
     settings = attrs["config"]
     path = data or attrs["data_source"]
@@ -197,11 +197,10 @@ def load_study_data(
         limit=None if all_data else settings["limit"],
         progress=progress,
     )
-    if training.fingerprint != attrs["data_fingerprint"]:
+    if changed := data_changed(attrs, training):
         raise DataError(
-            f"{path}: not the data study {study.study_name!r} was searched on (fingerprint "
-            f"{training.fingerprint} now, {attrs['data_fingerprint']} then; source then: "
-            f"{attrs['data_source']}); pass --data the study's data set, unchanged"
+            f"{path}: not the data study {study.study_name!r} was searched on ({changed}); "
+            "pass --data the study's data set, unchanged"
         )
     return training
 
@@ -326,6 +325,7 @@ def export_record(
         "data_source": str(data.layout.root),
         "data_layout": data.layout.kind,
         "data_fingerprint": data.fingerprint,
+        "data_content": data.content,
         "split_seed": data.split_seed,
         "val_fraction": data.val_fraction,
         "limit": data.limit,

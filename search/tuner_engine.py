@@ -461,6 +461,7 @@ def _check_project(config: SearchConfig, data: TrainingData) -> None:
         "tuner": config.tuner,
         "study_defining": config.study_defining(),
         "data_fingerprint": data.fingerprint,
+        "data_content": data.content,
     }
     path = project_dir(config) / SETTINGS_FILE
     if path.is_file():
@@ -471,6 +472,10 @@ def _check_project(config: SearchConfig, data: TrainingData) -> None:
         then.get("study_defining", {}).setdefault(
             "search_space", now["study_defining"]["search_space"]
         )
+        if then.get("data_fingerprint") == now["data_fingerprint"]:
+            then.setdefault("data_content", now["data_content"])  # made before it was recorded
+        elif then.get("data_content") == now["data_content"]:
+            then["data_fingerprint"] = now["data_fingerprint"]  # a copy with new file times
         if then != now:
             raise DataError(
                 f"{path.parent} was made with other settings ({then}; now {settings}); "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,10 +61,26 @@ def test_changed_source_rebuilds(tmp_path, change):
         os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
     _, after = load_split(root, "train", progress=False)
     assert before.fingerprint != after.fingerprint
+    assert before.content != after.content
     expected = {"added": 13, "removed": 11, "replaced": 12}[change]
     assert len(after) == expected
     if change == "replaced":
         assert np.array_equal(after.images[list(after.ids).index("t002")], patch(777))
+
+
+def test_a_copy_with_new_file_times_has_the_same_content(tmp_path):
+    """The fingerprint sees the copy's new times; the content hash sees the same pixels."""
+    root = write_kaggle(tmp_path / "k")
+    copy = Path(shutil.copytree(root, tmp_path / "copy", copy_function=shutil.copy))
+    later = time.time_ns() + 10**9
+    for path in copy.rglob("*"):
+        os.utime(path, ns=(later, later))
+    _, original = load_split(root, "train", progress=False)
+    _, copied = load_split(copy, "train", progress=False)
+    assert original.fingerprint != copied.fingerprint
+    assert original.content == copied.content
+    _, reopened = load_split(copy, "train", progress=False)  # from the manifest, not rehashed
+    assert reopened.content == copied.content
 
 
 def test_interrupted_build_leaves_nothing_trusted(tmp_path, monkeypatch):

@@ -13,8 +13,10 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -36,7 +38,13 @@ from search.exported import export, load_exported, read_labels
 from search.predict import main as predict_main
 from search.runner import run_search
 from search.space import params_from_values
-from search.submission import SubmitConfig, choose_trials, fit_subset, submit
+from search.submission import (
+    SubmitConfig,
+    choose_trials,
+    fit_subset,
+    load_study_data,
+    submit,
+)
 from search.submit import summary
 from tests.helpers import checkout_commit
 
@@ -315,7 +323,7 @@ def test_fit_subset_joins_train_and_validation_when_they_share_images():
     shared = random_subset(10)
     train = Subset(shared.images, shared.labels, np.arange(7), shared.ids[:7])
     val = Subset(shared.images, shared.labels, np.arange(7, 10), shared.ids[7:])
-    data = TrainingData(Layout("kaggle", Path("."), ("train",)), train, val, "f", 0, 0.3, None)
+    data = TrainingData(Layout("kaggle", Path("."), ("train",)), train, val, "f", "c", 0, 0.3, None)
     joined, name = fit_subset(data, fit_on="train+val")
     assert name == "train+val"
     assert sorted(joined.indices.tolist()) == list(range(10))
@@ -324,7 +332,7 @@ def test_fit_subset_joins_train_and_validation_when_they_share_images():
 
     separate_val = random_subset(3, seed=1)
     hdf5 = TrainingData(
-        Layout("hdf5", Path("."), ("train",)), train, separate_val, "f", 0, 0.3, None
+        Layout("hdf5", Path("."), ("train",)), train, separate_val, "f", "c", 0, 0.3, None
     )
     assert fit_subset(hdf5, fit_on="train+val") == (train, "train")
 
@@ -383,6 +391,24 @@ def test_changed_training_data_is_refused(tiny_study, tmp_path):
     with pytest.raises(DataError, match="not the data study 'tiny' was searched on"):
         submit(tiny_study.config(tmp_path / "out", data=str(data)))
     assert not (tmp_path / "out" / "submission.csv").exists()
+
+
+def test_a_copy_with_new_file_times_is_the_study_data_set(tiny_study, tmp_path):
+    """Another machine's copy (files written anew, so new times and another fingerprint) is
+    recognised by its content; a study recorded before content hashes asks for kept times."""
+    data = Path(shutil.copytree(tiny_study.data, tmp_path / "copy", copy_function=shutil.copy))
+    later = time.time_ns() + 10**9
+    for path in data.rglob("*"):
+        os.utime(path, ns=(later, later))
+    study = tiny_study.study()
+    copied = load_study_data(study, data=str(data), progress=False)
+    assert copied.fingerprint != study.user_attrs["data_fingerprint"]
+    assert copied.content == study.user_attrs["data_content"]
+
+    recorded = {k: v for k, v in study.user_attrs.items() if k != "data_content"}
+    older = SimpleNamespace(study_name="tiny", user_attrs=recorded)
+    with pytest.raises(DataError, match=r"not the data .*\(keep them: cp -p, rsync -t\)"):
+        load_study_data(older, data=str(data), progress=False)
 
 
 @pytest.mark.parametrize(

@@ -258,11 +258,17 @@ def test_a_project_reloads_only_with_its_space_and_one_made_before_it_was_record
     from search.tuner_engine import SETTINGS_FILE, _check_project
 
     config = _config(tmp_path, synthetic)
-    data = SimpleNamespace(fingerprint="f1")
+    data = SimpleNamespace(fingerprint="f1", content="c1")
     _check_project(config, data)  # a new project records its settings, the space among them
     path = project_dir(config) / SETTINGS_FILE
     settings = json.loads(path.read_text())
     assert settings["study_defining"]["search_space"]["crop"] == {"choices": [32, 48, 64, 96]}
+    _check_project(config, data)
+    _check_project(config, SimpleNamespace(fingerprint="f2", content="c1"))  # new file times
+    with pytest.raises(DataError, match="made with other settings"):
+        _check_project(config, SimpleNamespace(fingerprint="f2", content="c2"))
+    del settings["data_content"]  # as written before the content was recorded
+    path.write_text(json.dumps(settings))
     _check_project(config, data)
     settings["study_defining"]["search_space"]["crop"] = {"choices": [64]}
     path.write_text(json.dumps(settings))
