@@ -379,9 +379,11 @@ def data_changed(attrs: dict[str, Any], data: TrainingData) -> str | None:
 
 def check_resume(study: optuna.Study, config: SearchConfig, data: TrainingData) -> None:
     """Refuse to resume ``study`` with other data or settings; say that it resumes."""
-    if config.worker_index:
-        return _check_settings(study, config, data)
     _check_settings(study, config, data)
+    if "data_content" not in study.user_attrs and "data_fingerprint" in study.user_attrs:
+        study.set_user_attr("data_content", data.content)  # made before it was recorded
+    if config.worker_index:
+        return
     print(
         f"resuming study {config.study!r}: {finished_trials(study)} finished trial(s) so far",
         file=sys.stderr,

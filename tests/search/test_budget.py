@@ -275,3 +275,21 @@ def test_the_default_ensemble_takes_the_statistical_ties_of_the_best():
     # with 60 000 validation patches nothing ties
     large = _scored_study([0.93, 0.925], positives=24_000, patches=60_000)
     assert [t.number for t in choose_trials(large, ensemble=None)] == [0]
+
+
+def test_resuming_a_study_made_before_content_hashes_records_its_data_content(
+    tmp_path, tiny_synthetic, data
+):
+    """Resumed on unchanged files, an older study learns its data set's content hash, and from
+    then on recognises a copy of it with new file times."""
+    from search.study import study_provenance
+
+    config = _config(tmp_path, tiny_synthetic)
+    study = optuna.create_study(
+        study_name=config.study, storage=config.storage_url, direction="maximize"
+    )
+    for key, value in study_provenance(config, data).items():
+        if key != "data_content":
+            study.set_user_attr(key, value)
+    resumed, existing = open_study(config, data)
+    assert existing and resumed.user_attrs["data_content"] == data.content
