@@ -260,6 +260,7 @@ def _optimize(
                 if config.recycle_after and ran >= config.recycle_after:
                     return True
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+                objective.last_trial = None  # set when this call's trial starts
                 study.optimize(
                     objective,
                     n_trials=1,
@@ -280,7 +281,7 @@ def _optimize(
                             f"{retry}; its result here is dropped"
                         )
                         continue
-                    if _told_elsewhere(error):
+                    if _told_elsewhere(error, study, objective.last_trial):
                         log(
                             f"worker {config.worker_index}: trial {objective.last_trial} was "
                             "recorded by another worker that ran it too (a race between two "
@@ -331,12 +332,18 @@ def _retry_of(study: optuna.Study, number: int | None) -> int | None:
     return next((t.number for t in trials if t.system_attrs.get("failed_trial") == number), None)
 
 
-def _told_elsewhere(error: BaseException) -> bool:
+def _told_elsewhere(error: BaseException, study: optuna.Study, number: int | None) -> bool:
     """Whether Optuna refused to record this process's trial because another process had
-    already finished it (``ValueError: Cannot tell a COMPLETE trial.``)."""
-    return isinstance(error, ValueError) and str(error).startswith(
-        ("Cannot tell a COMPLETE trial", "Cannot tell a PRUNED trial")
-    )
+    already finished it: a ``ValueError`` from telling it, and the storage holds the trial as
+    complete or pruned (asked of the storage, not read from Optuna's wording). A trial whose
+    own objective raised is failed by Optuna, so it is not mistaken for one."""
+    if not isinstance(error, ValueError) or number is None:
+        return False
+    try:
+        trial = study.get_trials(deepcopy=False)[number]
+    except STORAGE_ERRORS:
+        return False
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def _wait_for_slot(study: optuna.Study, config: SearchConfig, deadline: float | None) -> bool:
