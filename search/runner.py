@@ -9,6 +9,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -43,6 +44,7 @@ class SearchOutcome:
     wall_seconds: float = 0.0
     # True when this process ran its --recycle-after trials and a fresh one should go on.
     recycle: bool = False
+    budget_run: dict[str, Any] | None = None  # how --budget went, as recorded in the study
 
 
 def load_data(config: SearchConfig) -> TrainingData:
@@ -87,6 +89,7 @@ def run_search(config: SearchConfig) -> SearchOutcome:
         return SearchOutcome(study, resumed, 0)
     started_with = _started_trials(study)
     recycle = False
+    budget_run = None
     try:
         if config.workers > 1:
             from search.workers import supervise_workers
@@ -97,7 +100,7 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     finally:  # an interrupted search gets its report too; a recycled one leaves it to the last
         if config.worker_index == 0 and not recycle:
             if config.budget is not None:
-                _record_budget(study, config, since, time.monotonic() - started)
+                budget_run = _record_budget(study, config, since, time.monotonic() - started)
             _write_note(study, config)
             if config.report:
                 _write_report(study, config)
@@ -108,6 +111,7 @@ def run_search(config: SearchConfig) -> SearchOutcome:
         since=since,
         wall_seconds=time.monotonic() - started,
         recycle=recycle,
+        budget_run=budget_run,
     )
 
 
@@ -163,13 +167,14 @@ def _is_surplus(trial: FrozenTrial) -> bool:
 
 def _record_budget(
     study: optuna.Study, config: SearchConfig, since: datetime, wall_seconds: float
-) -> None:
-    """Append this run's budget and how it went to the study's ``budget_runs``."""
+) -> dict[str, Any]:
+    """Append this run's budget and how it went to the study's ``budget_runs``; return it."""
     account = budget_account(study, since=since, wall_seconds=wall_seconds)
     runs = list(study.user_attrs.get("budget_runs", []))
     started = since.isoformat(timespec="seconds")
     runs.append({"budget_seconds": config.budget, "started": started, **account})
     study.set_user_attr("budget_runs", runs)
+    return runs[-1]
 
 
 def describe_budget(account: dict[str, float | int], budget: float) -> str:
@@ -382,11 +387,8 @@ def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
         f"study {config.study!r} ({config.shown_storage}): {states[TrialState.COMPLETE]} complete, "
         f"{states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} failed"
     ]
-    if config.budget is not None:
-        account = budget_account(
-            study, since=outcome.since or datetime.min, wall_seconds=outcome.wall_seconds
-        )
-        lines.append(describe_budget(account, config.budget))
+    if config.budget is not None and outcome.budget_run is not None:
+        lines.append(describe_budget(outcome.budget_run, config.budget))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         lines.append("no complete trial yet")
