@@ -280,8 +280,8 @@ def test_the_default_ensemble_takes_the_statistical_ties_of_the_best():
 def test_resuming_a_study_made_before_content_hashes_records_its_data_content(
     tmp_path, tiny_synthetic, data
 ):
-    """Resumed on unchanged files, an older study learns its data set's content hash, and from
-    then on recognises a copy of it with new file times."""
+    """Resumed on unchanged files, an older study learns its data set's content hash (what
+    lets it accept a copy with new file times later: test_submit's copy test)."""
     from search.study import study_provenance
 
     config = _config(tmp_path, tiny_synthetic)
