@@ -62,7 +62,7 @@ from search.objective import is_out_of_memory
 from search.priors import SEED_BASELINE_ROLE
 from search.record import RECORD_ATTRS, TrialRecord
 from search.space import SPACE, Dimension, params_from_values, seed_baseline_values, suggest
-from search.study import finished_trials, open_mirror_study
+from search.study import data_changed, finished_trials, open_mirror_study
 
 ENGINE = "keras-tuner"
 OBJECTIVE = keras_tuner.Objective(VAL_AUC, "max")
@@ -455,6 +455,9 @@ def project_dir(config: SearchConfig) -> Path:
     return config.output_dir / PROJECT
 
 
+DATA_KEYS = ("data_fingerprint", "data_content")
+
+
 def _check_project(config: SearchConfig, data: TrainingData) -> None:
     """Refuse to reload a KerasTuner project made with other settings; record them if new."""
     settings = {
@@ -472,14 +475,13 @@ def _check_project(config: SearchConfig, data: TrainingData) -> None:
         then.get("study_defining", {}).setdefault(
             "search_space", now["study_defining"]["search_space"]
         )
-        if then.get("data_fingerprint") == now["data_fingerprint"]:
-            then.setdefault("data_content", now["data_content"])  # made before it was recorded
-        elif then.get("data_content") == now["data_content"]:
-            then["data_fingerprint"] = now["data_fingerprint"]  # a copy with new file times
-        if then != now:
+        # The data set is judged as a study judges it (a copy with new file times is it).
+        data_then = {key: then.pop(key) for key in DATA_KEYS if key in then}
+        changed = data_changed(data_then, data)
+        if changed or then != {k: v for k, v in now.items() if k not in DATA_KEYS}:
             raise DataError(
-                f"{path.parent} was made with other settings ({then}; now {settings}); "
-                f"delete that folder to start over, or pick a new --study"
+                f"{path.parent} was made with other settings ({changed or then}; now "
+                f"{settings}); delete that folder to start over, or pick a new --study"
             )
         return
     if (project_dir(config) / "oracle.json").is_file():
