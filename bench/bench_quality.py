@@ -18,6 +18,18 @@ the wall time, and the machine. (a) and (b) are also scored with 8-view test-tim
 augmentation, which (c)'s submission uses by default, so the table separates what the
 search found from what TTA adds.
 
+Every arm is also scored on ``../shared/pcam-unseen-slides`` (``--unseen``): labelled patches
+of PCam's validation split, from slides that none of the sample's patches come from, as
+Kaggle's test set is. The locked test above shares slides with the training patches; this
+one is the leaderboard's kind of data. No arm searches or chooses on it. The table shows both,
+the gap between each arm's validation AUC and its unseen-slide AUC, and each arm's
+unseen-slide difference from the recipe arm, paired over the same patches.
+
+``--change KEY=VALUE`` (repeatable) trains (a) or (b) with those ``ModelParams`` fields
+changed (``--arm recipe --change hed_jitter=0.1``), saved apart (``recipe-hed_jitter-0.1``):
+how a training change moves the unseen-slide figure, against the plain recipe of the same
+split.
+
 Each arm saves its result to ``bench/results/quality/<arm>[-<budget>].json`` with the split's
 id and the commit, so arms can run one at a time (``--arm seed``, ``--arm recipe``,
 ``--arm search --budget 2h``, e.g. the long one in the background early in a session), and
@@ -37,7 +49,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
 import argparse
+import dataclasses
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -48,6 +62,7 @@ import numpy as np
 import pandas as pd
 from common import (
     DEFAULT_SAMPLE,
+    DEFAULT_UNSEEN,
     RESULTS,
     CpuWindow,
     describe_machine,
@@ -107,8 +122,46 @@ def test_scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]
     return {"auc": roc_auc(labels, probabilities), "low": low, "high": high}
 
 
-def train_once(split: dict[str, Any], which: str) -> dict[str, Any]:
-    """Arms (a) and (b): one ``pcam.train`` run with best-validation weights, then the test."""
+def unseen_scores(model, unseen: Path, *, tta: str) -> dict[str, Any]:
+    """The model on the unseen slides: AUC and interval, mean probability, every probability
+    (in the cached split's order, whose ids' hash is kept, for paired comparisons)."""
+    from pcam.data import load_split
+    from pcam.tta import predict_tta
+    from search.exported import whole_split
+
+    _, patches = load_split(unseen, "train", progress=False)
+    probabilities = predict_tta(model, whole_split(patches), mode=tta)
+    return {
+        "path": str(unseen),
+        "tta": tta,
+        "patches": len(patches),
+        "positives": int(patches.labels.sum()),
+        "ids_sha256": hashlib.sha256(",".join(patches.ids).encode()).hexdigest(),
+        **test_scores(patches.labels, probabilities),
+        "mean_probability": float(probabilities.mean()),
+        "labels": patches.labels.astype(int).tolist(),
+        "probabilities": [round(float(p), 6) for p in probabilities],
+    }
+
+
+def parse_changes(changes: list[str]) -> dict[str, Any]:
+    """``['hed_jitter=0.1', 'd8=true']`` → ``{'hed_jitter': 0.1, 'd8': True}``."""
+    parsed = {}
+    for change in changes:
+        key, sep, value = change.partition("=")
+        if not sep:
+            raise SystemExit(f"--change {change!r}: write KEY=VALUE, e.g. hed_jitter=0.1")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
+def train_once(
+    split: dict[str, Any], which: str, *, unseen: Path, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Arms (a) and (b): one ``pcam.train`` run with best-validation weights, then the tests."""
     from pcam.data import load_split, load_training_data
     from pcam.model import SEED_BASELINE, count_params
     from pcam.train import train
@@ -117,6 +170,7 @@ def train_once(split: dict[str, Any], which: str) -> dict[str, Any]:
     from search.priors import HAND_RECIPE
 
     params = SEED_BASELINE if which == "seed" else HAND_RECIPE
+    params = dataclasses.replace(params, **changes)
     with CpuWindow() as window:
         started = time.perf_counter()
         data = load_training_data(split["data"], seed=0, val_fraction=0.2, progress=False)
@@ -126,14 +180,17 @@ def train_once(split: dict[str, Any], which: str) -> dict[str, Any]:
         plain = predict_tta(result.model, whole_split(test), mode="none")
         d8 = predict_tta(result.model, whole_split(test), mode="d8")
         wall = time.perf_counter() - started
+        unseen_d8 = unseen_scores(result.model, unseen, tta="d8")
     return {
         "arm": which,
+        "changes": changes,
         "params": params.to_dict(),
         "weights": count_params(params),
         "val_auc": result.val_auc,
         "best_epoch": result.best_epoch,
         "test": test_scores(labels, plain),
         "test_tta_d8": test_scores(labels, d8),
+        "unseen": unseen_d8,
         "wall_seconds": round(wall, 1),
         "busy_elsewhere_cores": round(window.other_cores, 2),
     }
@@ -145,6 +202,7 @@ def search_arm(
     *,
     extra: list[str],
     submit_extra: list[str],
+    unseen: Path,
     reused: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Arm (c): ``search.run --budget`` then ``search.submit``, as a user would type them.
@@ -152,7 +210,7 @@ def search_arm(
     With ``reused`` (the saved record of an earlier search arm of this split and budget) only
     ``search.submit`` runs, on that arm's study, into a folder of its own.
     """
-    from search.exported import read_labels
+    from search.exported import load_exported, read_labels
 
     study = f"quality-{split['split_id']}-{budget}"
     work = QUALITY / study
@@ -182,14 +240,16 @@ def search_arm(
     import optuna
 
     loaded = optuna.load_study(study_name=study, storage=storage)
-    model_record = pd.read_json(out / "best" / "model.json", typ="series")
+    model, model_record = load_exported(out / "best")
     return {
         "arm": "search",
         "budget": budget,
         "extra_args": extra,
         "submit_args": submit_extra,
         "search_reused_from": reused["machine"]["commit"] if reused else None,
+        "val_auc": model_record["val_auc"],
         "test": test_scores(labels, submission["label"].to_numpy()),
+        "unseen": unseen_scores(model, unseen, tta=model_record["tta"]),
         "search_seconds": times["search"],
         "submit_seconds": times["submit"],
         "wall_seconds": round(times["search"] + times["submit"], 1),
@@ -218,14 +278,23 @@ def search_arm(
 
 def slug(args: list[str]) -> str:
     """``['--ensemble', '1']`` → ``ensemble-1``; no arguments → ``defaults``."""
-    return "-".join(arg.lstrip("-") for arg in args) or "defaults"
+    return "-".join(arg.lstrip("-").replace("=", "-") for arg in args) or "defaults"
 
 
-def result_path(arm: str, budget: str | None, *, submit_args: list[str] | None = None) -> Path:
-    """``seed.json``, ``search-2h.json``, or ``search-2h-ensemble-1.json`` for a reused search."""
+def result_path(
+    arm: str,
+    budget: str | None,
+    *,
+    submit_args: list[str] | None = None,
+    changes: list[str] | None = None,
+) -> Path:
+    """``seed.json``, ``search-2h.json``, ``search-2h-ensemble-1.json`` for a reused search,
+    ``recipe-hed_jitter-0.1.json`` for a changed recipe."""
     name = f"{arm}-{budget}" if budget else arm
     if submit_args is not None:
         name += f"-{slug(submit_args)}"
+    if changes:
+        name += f"-{slug(changes)}"
     return QUALITY / f"{name}.json"
 
 
@@ -248,14 +317,33 @@ def interval(scores: dict[str, Any]) -> str:
     return f"{scores['auc']:.4f} ({scores['low']:.3f}–{scores['high']:.3f})"
 
 
+def versus_recipe(unseen: dict[str, Any] | None, recipe: dict[str, Any] | None) -> str:
+    """An arm's unseen-slide AUC minus the plain recipe's, paired over the same patches."""
+    from pcam.metrics import paired_auc_difference
+
+    if unseen is recipe:
+        return "(the baseline)"
+    if not unseen or not recipe or unseen["ids_sha256"] != recipe["ids_sha256"]:
+        return "–"
+    difference, low, high = paired_auc_difference(
+        np.asarray(unseen["labels"]),
+        np.asarray(unseen["probabilities"]),
+        np.asarray(recipe["probabilities"]),
+    )
+    return f"{difference:+.4f} ({low:+.3f} to {high:+.3f})"
+
+
 def table(split_id: str) -> str:
     """The Markdown table of every saved result of this split."""
     rows = []
     machines = set()
+    records = {}
     for path in sorted(QUALITY.glob("*.json")):
         record = pd.read_json(path, typ="series").to_dict()
-        if record.get("split", {}).get("split_id") != split_id:
-            continue
+        if record.get("split", {}).get("split_id") == split_id:
+            records[path.stem] = record
+    recipe = records.get("recipe", {}).get("result", {}).get("unseen")
+    for record in records.values():
         result = record["result"]
         machines.add(record["machine_line"])
         if result["arm"] == "search":
@@ -279,19 +367,39 @@ def table(split_id: str) -> str:
             name = {"seed": "(a) seed design, 10 epochs", "recipe": "(b) hand recipe, 20 epochs"}[
                 result["arm"]
             ]
+            if result.get("changes"):
+                name += ", " + ", ".join(f"{k}={v}" for k, v in result["changes"].items())
             tta = interval(result["test_tta_d8"])
             detail = f"best epoch {result['best_epoch']}"
+        unseen = result.get("unseen")
         rows.append(
             [
                 name,
                 interval(result["test"]),
                 tta,
+                interval(unseen) if unseen else "not measured",
+                f"{result['val_auc']:.4f}" if result.get("val_auc") else "–",
+                f"{result['val_auc'] - unseen['auc']:+.4f}" if unseen else "–",
+                f"{unseen['mean_probability']:.2f}" if unseen else "–",
+                versus_recipe(unseen, recipe),
                 f"{result['wall_seconds'] / 60:.1f} min",
                 detail,
                 record["machine"]["commit"][:7],
             ]
         )
-    header = ["arm", "test AUC (95% CI)", "with d8 TTA", "wall", "detail", "commit"]
+    header = [
+        "arm",
+        "same-slide test AUC (95% CI)",
+        "with d8 TTA",
+        "unseen-slide AUC, TTA (95% CI)",
+        "validation AUC",
+        "validation − unseen",
+        "unseen mean p",
+        "unseen − recipe (paired 95%)",
+        "wall",
+        "detail",
+        "commit",
+    ]
     return "\n".join(
         [format_table(header, rows), "", *(f"machine: {line}" for line in sorted(machines))]
     )
@@ -302,7 +410,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arm", choices=(*ARMS, "all", "table"), default="all")
     parser.add_argument("--budget", default="30m", help="the search arm's --budget (default 30m)")
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
+    parser.add_argument(
+        "--unseen",
+        type=Path,
+        default=DEFAULT_UNSEEN,
+        help="labelled patches from slides the sample never saw, scored for every arm "
+        f"(default {DEFAULT_UNSEEN})",
+    )
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument(
+        "--change",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="(a) or (b): train with this ModelParams field changed, e.g. hed_jitter=0.1; "
+        "repeatable; saved apart from the plain arm",
+    )
     parser.add_argument(
         "--search-args",
         default="",
@@ -322,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reuse_search and args.arm != "search":
         parser.error("--reuse-search goes with --arm search")
+    if args.change and args.arm not in ("seed", "recipe"):
+        parser.error("--change goes with --arm seed or --arm recipe")
+    if not args.unseen.is_dir():
+        parser.error(f"--unseen {args.unseen}: no such folder; pass the unseen-slide patches")
+    changes = parse_changes(args.change)
     if not (args.sample / "train_labels.csv").is_file():
         parser.error(f"--sample {args.sample}: no train_labels.csv; pass the real PCam sample")
     split = lock_split(args.sample, QUALITY, seed=args.split_seed, test_size=TEST_PATCHES)
@@ -334,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     for arm in arms:
         info = machine_info()
         print(f"arm {arm}: {describe_machine(info)}", file=sys.stderr, flush=True)
-        path = result_path(arm, args.budget if arm == "search" else None)
+        path = result_path(arm, args.budget if arm == "search" else None, changes=args.change)
         if arm == "search":
             reused = saved_search(split["split_id"], args.budget) if args.reuse_search else None
             result = search_arm(
@@ -342,12 +470,13 @@ def main(argv: list[str] | None = None) -> int:
                 args.budget,
                 extra=args.search_args.split(),
                 submit_extra=args.submit_args.split(),
+                unseen=args.unseen,
                 reused=reused,
             )
             if reused:
                 path = result_path(arm, args.budget, submit_args=result["submit_args"])
         else:
-            result = train_once(split, arm)
+            result = train_once(split, arm, unseen=args.unseen, changes=changes)
         write_results(
             arm,
             {
@@ -358,7 +487,12 @@ def main(argv: list[str] | None = None) -> int:
             },
             path=path,
         )
-        print(f"arm {arm}: test AUC {interval(result['test'])}", file=sys.stderr, flush=True)
+        print(
+            f"arm {arm}: same-slide test AUC {interval(result['test'])}, unseen slides "
+            f"{interval(result['unseen'])}",
+            file=sys.stderr,
+            flush=True,
+        )
     print(table(split["split_id"]))
     return 0
 

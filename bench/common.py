@@ -19,6 +19,9 @@ REPO = BENCH.parent
 RESULTS = BENCH / "results"
 # The real labelled sample beside the checkout (read-only, never copied into it).
 DEFAULT_SAMPLE = REPO.parent / "shared" / "pcam-kaggle-sample"
+# Labelled patches from slides the sample never saw (PCam's validation split): the closest
+# thing here to Kaggle's leaderboard. Scored, never searched or chosen on.
+DEFAULT_UNSEEN = REPO.parent / "shared" / "pcam-unseen-slides"
 
 
 def _cpu_model() -> str:
