@@ -144,24 +144,7 @@ def _fingerprint(parts: list[tuple[str, int, int]], *extra: bytes) -> str:
 def read_id_label_csv(csv_path: Path, *, labels_required: bool) -> pd.DataFrame:
     """An ``id,label`` CSV, checked: one row per id; with ``labels_required``, labels 0 or 1
     (as ``int8``). Every failure is a ``DataError`` naming the file and the fix."""
-    if not csv_path.is_file():
-        raise DataError(f"{csv_path}: file missing")
-    try:
-        table = pd.read_csv(csv_path, dtype={"id": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{csv_path}: not a readable CSV ({error})") from None
-    missing = [column for column in ("id", "label") if column not in table.columns]
-    if missing:
-        raise DataError(
-            f"{csv_path}: missing column(s) {', '.join(missing)}; found "
-            f"{', '.join(map(str, table.columns)) or 'none'}; it needs a header row 'id,label'"
-        )
-    duplicated = table["id"][table["id"].duplicated()].unique()
-    if len(duplicated):
-        raise DataError(
-            f"{csv_path}: {len(duplicated)} id(s) appear more than once: {preview(duplicated)}; "
-            "each patch must have exactly one row"
-        )
+    table = _read_id_csv(csv_path, "label")
     if labels_required:
         numeric = pd.to_numeric(table["label"], errors="coerce")
         bad = table["id"][~numeric.isin([0, 1])]
@@ -173,6 +156,46 @@ def read_id_label_csv(csv_path: Path, *, labels_required: bool) -> pd.DataFrame:
                 "labels must be 0 (no tumour) or 1 (tumour in the centre 32×32 px)"
             )
         table["label"] = numeric.astype(np.int8)
+    return table
+
+
+def read_id_group_csv(csv_path: Path) -> pd.Series:
+    """An ``id,group`` CSV (a patch's slide, patient or hospital), checked, as group names
+    indexed by id. Every failure is a ``DataError`` naming the file and the fix."""
+    table = _read_id_csv(csv_path, "group", as_text=True, flag="--groups ")
+    empty = table["id"][table["group"].isna()]
+    if len(empty):
+        raise DataError(
+            f"--groups {csv_path}: {len(empty)} row(s) have no group: {preview(empty.tolist())}; "
+            "give every patch its slide (or patient) name"
+        )
+    return pd.Series(table["group"].astype(str).to_numpy(), index=table["id"].to_numpy())
+
+
+def _read_id_csv(
+    csv_path: Path, column: str, *, as_text: bool = False, flag: str = ""
+) -> pd.DataFrame:
+    """A CSV with a header row ``id,<column>``, one row per id; ids read as text, and
+    ``column`` too with ``as_text``. ``flag`` names the option that gave the file."""
+    where = f"{flag}{csv_path}"
+    if not csv_path.is_file():
+        raise DataError(f"{where}: file missing")
+    try:
+        table = pd.read_csv(csv_path, dtype={"id": str, **({column: str} if as_text else {})})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{where}: not a readable CSV ({error})") from None
+    missing = [name for name in ("id", column) if name not in table.columns]
+    if missing:
+        raise DataError(
+            f"{where}: missing column(s) {', '.join(missing)}; found "
+            f"{', '.join(map(str, table.columns)) or 'none'}; it needs a header row 'id,{column}'"
+        )
+    duplicated = table["id"][table["id"].duplicated()].unique()
+    if len(duplicated):
+        raise DataError(
+            f"{where}: {len(duplicated)} id(s) appear more than once: {preview(duplicated)}; "
+            "each patch must have exactly one row"
+        )
     return table
 
 

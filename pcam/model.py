@@ -18,6 +18,11 @@ if TYPE_CHECKING:  # Keras is imported where a model is built: params need no ba
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 CROPS = (32, 48, 64, 96)
+# How patches are scaled before the first convolution: "none" divides by 255; "per_patch"
+# standardises each channel of each patch (mean 0, variance 1 over its pixels), so a patch's
+# overall stain intensity and colour cast, which differ between labs and scanners, are gone
+# before the network sees it.
+INPUT_NORMS = ("none", "per_patch")
 SCHEDULES = ("constant", "cosine", "one_cycle")
 WARMUP_START = 1 / 25  # warm-ups climb from this share of the peak rate (one-cycle's usual 25)
 ONE_CYCLE_RISE = 0.3  # one-cycle: the share of the budget spent climbing to the peak
@@ -49,6 +54,8 @@ class ModelParams:
     crop: int = 96
     d8: bool = False
     hed_jitter: float = 0.0
+    colour_jitter: float = 0.0  # brightness/contrast/saturation, ``pcam.augment.colour_jitter``
+    input_norm: str = "none"  # INPUT_NORMS
 
     def __post_init__(self) -> None:
         problems = []
@@ -60,6 +67,10 @@ class ModelParams:
             problems.append(f"crop {self.crop} is not one of {CROPS}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
+        if self.input_norm not in INPUT_NORMS:
+            problems.append(f"input_norm {self.input_norm!r} is not one of {INPUT_NORMS}")
+        if not (0 <= self.hed_jitter < 1 and 0 <= self.colour_jitter < 1):
+            problems.append("hed_jitter and colour_jitter must lie in [0, 1)")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
         if not 0 <= self.warmup < 1:
@@ -173,6 +184,11 @@ def build(
     momentum = bn_momentum(steps_per_epoch)
     inputs = keras.Input(shape=PATCH_SHAPE, name="patch")
     x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    if params.input_norm == "per_patch":
+        # One group per channel, no learnt scale or shift: instance normalisation of the input.
+        x = layers.GroupNormalization(
+            groups=PATCH_SHAPE[2], center=False, scale=False, epsilon=1e-3, name="patch_norm"
+        )(x)
     if params.crop < PATCH_SHAPE[0]:
         x = layers.CenterCrop(params.crop, params.crop, name="centre_crop")(x)
     for block, filters in enumerate(params.filters, start=1):

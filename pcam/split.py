@@ -18,6 +18,9 @@ from pcam.errors import DataError
 # search (--limit 40, a fifth of it held out) run on a set that is 40% positive.
 MIN_PER_CLASS = 2
 CLASS_NAMES = ("negative", "positive")
+# Seeded orders of the groups that ``group_split`` tries: enough to come near the asked share
+# of patches and of positives for a few hundred slides, in milliseconds.
+GROUP_SPLIT_DRAWS = 200
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,59 @@ def _patches(count: int) -> str:
     return f"{count} patch" if count == 1 else f"{count} patches"
 
 
+def group_split(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    val_fraction: float,
+    seed: int,
+    source: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split row indices so that every group (a slide, a patient) lies on one side.
+
+    Of ``GROUP_SPLIT_DRAWS`` seeded orders of the groups, each held out up to the share
+    closest to ``val_fraction``, the one nearest that share and the set's share of positives
+    wins, among those that leave ``MIN_PER_CLASS`` of each class on both sides. ``source``
+    names the groups file in errors.
+    """
+    names, group_of = np.unique(groups, return_inverse=True)
+    sizes = np.bincount(group_of, minlength=len(names))
+    positives = np.bincount(group_of, weights=labels, minlength=len(names)).astype(int)
+    by_class = (sizes - positives, positives)
+    for label, counts in enumerate(by_class):
+        holders = np.flatnonzero(counts)
+        if len(holders) == 1:
+            raise DataError(
+                f"--groups {source}: every {CLASS_NAMES[label]} patch (class {label}) is in "
+                f"group '{names[holders[0]]}', and a group stays on one side, so training and "
+                "validation cannot both hold that class: group more finely (slides rather than "
+                "patients), or validate on another data set with --val-data"
+            )
+    total, share = len(labels), float(np.mean(labels))
+    rng = np.random.default_rng(seed)
+    best, best_score = None, np.inf
+    for _ in range(GROUP_SPLIT_DRAWS):
+        order = rng.permutation(len(names))
+        held = np.cumsum(sizes[order])
+        k = int(np.argmin(np.abs(held[:-1] - val_fraction * total))) + 1
+        val_groups = order[:k]
+        counts = [(c[val_groups].sum(), c.sum() - c[val_groups].sum()) for c in by_class]
+        if min(min(pair) for pair in counts) < MIN_PER_CLASS:
+            continue
+        val_size = held[k - 1]
+        score = abs(val_size / total - val_fraction) + abs(counts[1][0] / val_size - share)
+        if score < best_score:
+            best, best_score = val_groups, score
+    if best is None:
+        raise DataError(
+            f"--groups {source}: no way of holding out whole groups leaves {MIN_PER_CLASS} "
+            "patches of each class on both sides of the split (the classes sit in too few "
+            "groups); use a larger --val-fraction, a finer grouping, or --val-data"
+        )
+    held_out = np.isin(group_of, best)
+    return np.flatnonzero(~held_out), np.flatnonzero(held_out)
+
+
 def partition(
     labels: np.ndarray,
     *,
@@ -194,15 +250,22 @@ def partition(
     limit: int | None = None,
     saved_in: Path | None = None,
     ids: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    groups_source: str = "",
+    groups_tag: str = "",
 ) -> Partition:
     """The study's train/validation partition; with ``saved_in``, reuse or save its ids.
 
-    ``limit`` caps training plus validation patches together, class balance kept.
+    ``limit`` caps training plus validation patches together, class balance kept. With
+    ``groups`` (one per row; ``groups_source`` names their file, ``groups_tag`` their hash)
+    every group lies on one side.
     """
-    require_scorable(class_counts(labels), None, val_fraction=val_fraction, limit=limit)
+    if groups is None:
+        require_scorable(class_counts(labels), None, val_fraction=val_fraction, limit=limit)
     saved = None
     if saved_in is not None:
-        tag = f"split-seed{seed}-val{val_fraction:g}-limit{limit or 'all'}.npz"
+        tag = f"split-seed{seed}-val{val_fraction:g}-limit{limit or 'all'}"
+        tag += f"-groups{groups_tag}.npz" if groups is not None else ".npz"
         saved = saved_in / tag
         if saved.exists() and ids is not None:
             stored = np.load(saved)
@@ -210,7 +273,20 @@ def partition(
             train = np.array([position[i] for i in stored["train_ids"]], dtype=np.int64)
             val = np.array([position[i] for i in stored["val_ids"]], dtype=np.int64)
             return Partition(train, val, seed, val_fraction, limit)
-    train, val = stratified_split(labels, val_fraction=val_fraction, seed=seed)
+    if groups is None:
+        train, val = stratified_split(labels, val_fraction=val_fraction, seed=seed)
+    else:
+        if not 0 < val_fraction < 1:
+            raise DataError(f"--val-fraction {val_fraction}: must lie strictly between 0 and 1")
+        train, val = group_split(
+            labels, groups, val_fraction=val_fraction, seed=seed, source=groups_source
+        )
+        require_scorable(
+            class_counts(labels[train]),
+            class_counts(labels[val]),
+            val_fraction=val_fraction,
+            limit=limit,
+        )
     if limit is not None:
         train_share, val_share = limit_shares(limit, val_fraction)
         train = balanced_subsample(train, labels, limit=train_share, seed=seed)

@@ -247,7 +247,9 @@ def fit(
         train_data,
         batch_size=params.batch_size,
         shuffle=True,
-        augment=Augment(d8=params.d8, hed_jitter=params.hed_jitter),
+        augment=Augment(
+            d8=params.d8, hed_jitter=params.hed_jitter, colour_jitter=params.colour_jitter
+        ),
         seed=seed,
         workers=runtime.feed_threads,  # threads prepare the next batches during a step
     )

@@ -114,6 +114,8 @@ class SearchConfig:
     warm_start_top: int = 3
     limit: int | None = None
     val_fraction: float = 0.2
+    groups: str | None = None  # --groups CSV: id,group; each group on one side of the split
+    val_data: str | None = None  # --val-data PATH: validate on this labelled data set
     max_params: int = 20_000_000
     workers: int = 1
     heartbeat: int = 60
@@ -159,6 +161,10 @@ class SearchConfig:
                 "--budget: the Optuna engine's; with --engine keras-tuner use --timeout",
             ),
             (0 < self.val_fraction < 1, f"--val-fraction {self.val_fraction}: must be in (0, 1)"),
+            (
+                self.groups is None or self.val_data is None,
+                "--groups and --val-data both choose the validation patches: give one of them",
+            ),
             (
                 self.limit is None or self.limit >= 1,
                 f"--limit {self.limit}: must be at least 1 (leave it out to use every patch)",

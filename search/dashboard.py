@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from search.config import STUDIES_DIR, SearchConfig
 from search.priors import seed_baseline
 from search.ranking import top_trials, validation_interval
+from search.study import validation_caveat
 
 METRIC_NAMES = ["val_auc"]
 ARTIFACTS_DIR = STUDIES_DIR / "artifacts"  # one store for every study, beside the databases
@@ -40,6 +41,8 @@ def study_note(study: optuna.Study, config: SearchConfig) -> str:
         f"{attrs.get('train_patches', '?')} training / {attrs.get('val_patches', '?')} "
         f"validation patches, fingerprint `{attrs.get('data_fingerprint', '?')}`",
         f"- value: {attrs.get('metric', 'validation ROC AUC')}",
+        f"- validation: {attrs.get('validation_note', 'a random split of the data')}",
+        *([f"- **note**: {caveat}"] if (caveat := validation_caveat(attrs)) else []),
         f"- trials: {counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
         f"{counts[TrialState.FAIL]} failed",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from pcam.cli import command_parser
@@ -67,6 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="share of the labelled patches held out for validation (default %(default)s; "
         "PCam HDF5 uses its own validation split)",
+    )
+    data.add_argument(
+        "--groups",
+        default=None,
+        metavar="CSV",
+        help="an id,group CSV giving each patch's slide (or patient): validation holds out "
+        "whole groups, as Kaggle's test set holds other slides (default: a random split, "
+        "whose patches share slides with training)",
+    )
+    data.add_argument(
+        "--val-data",
+        default=None,
+        metavar="PATH",
+        help="validate on this labelled data set (any layout; e.g. PCam's validation split), "
+        "training on all of --data (default: a split of --data)",
     )
     search = parser.add_argument_group("search")
     search.add_argument(
@@ -305,6 +321,8 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         max_epochs=max_epochs,
         limit=args.limit,
         val_fraction=args.val_fraction,
+        groups=_absolute(args.groups),
+        val_data=_absolute(args.val_data),
         max_params=args.max_params,
         workers=args.workers,
         precision=args.precision,
@@ -316,6 +334,12 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         progress=not args.no_progress,
         report=not args.no_report,
     )
+
+
+def _absolute(path: str | None) -> str | None:
+    """A path as recorded in the study: absolute, so that search.submit finds it from
+    anywhere."""
+    return None if path is None else str(Path(path).expanduser().absolute())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from search.console import (
 from search.dashboard import dashboard_command, name_metric, upload_outputs, write_note
 from search.priors import seed_baseline
 from search.ranking import inside_interval, top_trials, validation_interval
-from search.study import STORAGE_ERRORS, finished_trials, open_study
+from search.study import STORAGE_ERRORS, finished_trials, open_study, validation_caveat
 
 STORAGE_RETRIES = 5  # per process: a sixth storage error ends the worker
 STORAGE_RETRY_SECONDS = 5.0
@@ -55,6 +55,8 @@ def load_data(config: SearchConfig) -> TrainingData:
         seed=config.seed,
         val_fraction=config.val_fraction,
         limit=config.limit,
+        groups=config.groups,
+        val_data=config.val_data,
         progress=config.progress,
     )
 
@@ -419,6 +421,10 @@ def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
             f"seed baseline (trial {baseline.number}): {baseline.value:.4f}; "
             f"search gained {gain:+.4f} AUC"
         )
+    if note := study.user_attrs.get("validation_note"):
+        lines.append(f"validation: {note}")
+    if caveat := validation_caveat(study.user_attrs):
+        lines.append(f"note: {caveat}")
     lines.append(f"live view:  {dashboard_command(config.shown_storage)}")
     if config.report:
         lines.append(f"report:     {config.output_dir / 'report.html'}")

@@ -13,7 +13,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from pcam.data import TrainingData
+from pcam.data import OWN_SPLIT, SAME_SLIDES, TrainingData
 from pcam.errors import DataError, preview
 from search.config import SPACE_VERSION, SearchConfig, default_storage_url, redacted
 from search.priors import (
@@ -347,6 +347,8 @@ def study_provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]
         "data_layout": data.layout.kind,
         "data_fingerprint": data.fingerprint,
         "data_content": data.content,
+        "validation": data.validation,
+        "validation_note": data.validation_note,
         "split_seed": data.split_seed,
         "train_patches": len(data.train),
         "val_patches": len(data.val),
@@ -360,7 +362,13 @@ def study_provenance(config: SearchConfig, data: TrainingData) -> dict[str, Any]
 def data_changed(attrs: dict[str, Any], data: TrainingData) -> str | None:
     """How ``data`` differs from the data set a study recorded in ``attrs``; None if it is that
     data set. A copy whose files have new modification times (another machine, a restored
-    backup) has another fingerprint but the same decoded content, and is the same data set."""
+    backup) has another fingerprint but the same decoded content, and is the same data set.
+    Validation chosen otherwise (``--groups``, ``--val-data``) is another data set too."""
+    if "data_fingerprint" in attrs and validation_then(attrs) != data.validation:
+        return (
+            f"validation: {attrs.get('validation_note') or 'a random split of --data'} then, "
+            f"{data.validation_note} now (--groups, --val-data)"
+        )
     if attrs.get("data_fingerprint") in (None, data.fingerprint):
         return None
     if attrs.get("data_content") == data.content:
@@ -375,6 +383,26 @@ def data_changed(attrs: dict[str, Any], data: TrainingData) -> str | None:
             "copy that did not keep the times (keep them: cp -p, rsync -t) is refused too"
         )
     return why
+
+
+def validation_then(attrs: dict[str, Any]) -> str:
+    """How a study chose its validation patches (``TrainingData.validation``); one made before
+    that was recorded split its data at random, or used PCam HDF5's own validation split."""
+    if "validation" in attrs:
+        return attrs["validation"]
+    return OWN_SPLIT if attrs.get("data_layout") == "hdf5" else SAME_SLIDES
+
+
+def validation_caveat(attrs: dict[str, Any]) -> str | None:
+    """What a user must know when validation patches share slides with the training ones:
+    Kaggle's test set (and any new hospital's) holds other slides, and scores lower."""
+    if "data_fingerprint" not in attrs or validation_then(attrs) != SAME_SLIDES:
+        return None
+    return (
+        "validation patches come from the same slides as the training patches, so the "
+        "leaderboard (other slides) will read lower than these figures; --groups CSV or "
+        "--val-data PATH gives validation from other slides"
+    )
 
 
 def check_resume(study: optuna.Study, config: SearchConfig, data: TrainingData) -> None:

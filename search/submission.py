@@ -195,6 +195,8 @@ def load_study_data(
         seed=attrs.get("split_seed", settings["seed"]),
         val_fraction=settings["val_fraction"],
         limit=None if all_data else settings["limit"],
+        groups=settings.get("groups"),
+        val_data=settings.get("val_data"),
         progress=progress,
     )
     if changed := data_changed(attrs, training):

@@ -455,7 +455,7 @@ def project_dir(config: SearchConfig) -> Path:
     return config.output_dir / PROJECT
 
 
-DATA_KEYS = ("data_fingerprint", "data_content")
+DATA_KEYS = ("data_fingerprint", "data_content", "validation", "validation_note")
 
 
 def _check_project(config: SearchConfig, data: TrainingData) -> None:
@@ -465,6 +465,8 @@ def _check_project(config: SearchConfig, data: TrainingData) -> None:
         "study_defining": config.study_defining(),
         "data_fingerprint": data.fingerprint,
         "data_content": data.content,
+        "validation": data.validation,
+        "validation_note": data.validation_note,
     }
     path = project_dir(config) / SETTINGS_FILE
     if path.is_file():

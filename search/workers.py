@@ -48,6 +48,10 @@ def worker_argv(config: SearchConfig, index: int) -> list[str]:
         argv += ["--data", config.data]
     if config.limit is not None:
         argv += ["--limit", str(config.limit)]
+    if config.groups is not None:
+        argv += ["--groups", config.groups]
+    if config.val_data is not None:
+        argv += ["--val-data", config.val_data]
     if config.val_batch_size is not None:
         argv += ["--val-batch-size", str(config.val_batch_size)]
     if config.timeout is not None:

@@ -20,6 +20,7 @@ from search.config import redacted, spoken_duration
 from search.console import trial_seconds
 from search.report.facts import METRIC, StudyFacts, pruning_savings, state_counts
 from search.report.figures import sections
+from search.study import validation_caveat
 
 HERE = Path(__file__).parent  # page.html (a str.format template) and render.js
 PRUNING_EXPLAINED = (
@@ -47,6 +48,9 @@ def headline(facts: StudyFacts, now: datetime.datetime) -> str:
         items.append(("seed baseline", f"trial {baseline.number}, {baseline.state.name.lower()}"))
     else:
         items.append(("seed baseline", "not in this study"))
+    attrs = facts.study.user_attrs
+    if note := attrs.get("validation_note"):
+        items.append(("validation", html.escape(note)))
     items.append(("trials", html.escape(state_counts(facts))))
     durations = [d for d in map(trial_seconds, facts.trials) if d is not None]
     spent = sum(durations)
@@ -74,8 +78,10 @@ def headline(facts: StudyFacts, now: datetime.datetime) -> str:
     rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in items)
     explain = PRUNING_EXPLAINED if facts.pruned else ""
     notes = ""
+    if caveat := validation_caveat(attrs):
+        notes += f"<p class='note'>Note: {html.escape(caveat)}.</p>"
     if facts.running:
-        notes = (
+        notes += (
             f"<p class='note'>{len(facts.running)} trial(s) still running (or left running by a "
             f"stopped worker): this page is a snapshot taken {now:%Y-%m-%d %H:%M:%S}. Run "
             "<code>python -m search.report</code> again for a newer one.</p>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pcam.augment import Augment, dihedral, dihedral_one, hed_jitter
+from pcam.augment import Augment, colour_jitter, dihedral, dihedral_one, hed_jitter
 
 CENTRE = slice(32, 64)
 
@@ -46,6 +46,29 @@ def test_hed_jitter_changes_colour_not_geometry(rng):
 def test_zero_strength_jitter_is_identity(rng):
     batch = rng.integers(0, 256, size=(2, 96, 96, 3), dtype=np.uint8)
     assert np.abs(hed_jitter(batch, strength=0.0, rng=rng).astype(int) - batch).max() <= 1
+    assert np.abs(colour_jitter(batch, strength=0.0, rng=rng).astype(int) - batch).max() <= 1
+
+
+def test_colour_jitter_changes_brightness_contrast_and_saturation_per_patch_not_geometry(rng):
+    batch = np.zeros((32, 96, 96, 3), np.uint8)
+    batch[:, 40:50, 40:50] = (120, 60, 160)  # a purple "nucleus" in the centre
+    batch[:, :40] = (240, 180, 210)
+    batch[:, 50:] = (200, 120, 180)
+    out = colour_jitter(batch, strength=0.2, rng=rng)
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    for image in out:  # shapes stay where they were
+        assert (image[40:50, 40:50] == image[40, 40]).all()
+        assert (image[:40] == image[0, 0]).all()
+    brightness = out.reshape(32, -1).mean(axis=1)
+    spread = np.ptp(out[:, 45, 45].astype(int), axis=1)  # the nucleus's saturation
+    assert brightness.std() > 3 and spread.std() > 3  # each patch drew its own factors
+    assert abs(brightness.mean() - batch.mean()) < 15  # centred on the original
+
+
+def test_augment_applies_colour_jitter_when_asked(rng):
+    batch = rng.integers(0, 256, size=(4, 96, 96, 3), dtype=np.uint8)
+    assert np.array_equal(Augment(d8=False)(batch, rng), batch)
+    assert not np.array_equal(Augment(d8=False, colour_jitter=0.2)(batch, rng), batch)
 
 
 def test_augment_with_d8_keeps_centre_content(rng):

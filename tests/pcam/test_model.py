@@ -102,8 +102,31 @@ def test_a_scheduled_model_saves_and_loads_without_custom_objects(tmp_path):
     assert _rate(loaded, 30) == pytest.approx(_rate(model, 30))
 
 
+def test_per_patch_normalisation_ignores_a_patch_s_stain_intensity(tmp_path):
+    """A patch scanned darker or with a colour cast (each channel scaled and shifted) reaches
+    the first convolution of a per-patch-normalised model unchanged (up to uint8 rounding),
+    also after export; a plain model sees the cast."""
+    patches = np.random.default_rng(0).integers(40, 200, (4, 96, 96, 3)).astype(np.uint8)
+    cast = (patches * np.array([0.8, 0.9, 0.7]) + np.array([30, 10, 40])).round().astype(np.uint8)
+    seen = {}
+    for input_norm, layer in (("none", "scale"), ("per_patch", "patch_norm")):
+        params = ModelParams(blocks=1, filters=(4,), dense_units=4, crop=32, input_norm=input_norm)
+        model = build(params)
+        model.save(tmp_path / f"{input_norm}.keras")
+        loaded = keras.models.load_model(tmp_path / f"{input_norm}.keras")
+        assert np.allclose(loaded.predict(cast, verbose=0), model.predict(cast, verbose=0))
+        first = keras.Model(loaded.input, loaded.get_layer(layer).output)
+        before, after = (np.asarray(first.predict(x, verbose=0)) for x in (patches, cast))
+        seen[input_norm] = np.abs(before - after).mean() / np.abs(before).mean()
+    assert seen["per_patch"] < 0.02 and seen["none"] > 0.05, seen
+
+
 def test_bad_schedule_values_are_refused():
     with pytest.raises(ValueError, match="schedule 'step'"):
         ModelParams(schedule="step")
     with pytest.raises(ValueError, match=r"warmup 1\.5"):
         ModelParams(warmup=1.5)
+    with pytest.raises(ValueError, match="input_norm 'stain'"):
+        ModelParams(input_norm="stain")
+    with pytest.raises(ValueError, match="colour_jitter must lie in"):
+        ModelParams(colour_jitter=1.5)

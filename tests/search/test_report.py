@@ -255,6 +255,22 @@ def test_empty_study_has_a_note_instead_of_plots(tmp_path):
     assert "No trial has started yet." in page
 
 
+def test_the_headline_says_how_validation_was_chosen_and_warns_when_it_shares_slides(tmp_path):
+    study = new_study(tmp_path)
+    study.set_user_attr("data_fingerprint", "f")
+    study.set_user_attr("validation", "split")
+    study.set_user_attr("validation_note", "a random 20% of the labelled patches")
+    page = render(study, tmp_path)[1]
+    assert "<dt>validation</dt><dd>a random 20% of the labelled patches</dd>" in page
+    assert "the leaderboard (other slides) will read lower" in page
+    apart = new_study(tmp_path, "apart")
+    apart.set_user_attr("data_fingerprint", "f")
+    apart.set_user_attr("validation", "groups:0123abcd")
+    apart.set_user_attr("validation_note", "whole groups of --groups slides.csv")
+    page = render(apart, tmp_path)[1]
+    assert "whole groups of --groups slides.csv" in page and "will read lower" not in page
+
+
 def test_study_of_only_failed_trials_lists_them(tmp_path):
     study = new_study(tmp_path)
     for seed in range(2):

@@ -85,6 +85,8 @@ def test_study_starts_with_the_seed_baseline_and_stores_epochs(tmp_path, tiny_sy
     assert attrs["git_commit"] == checkout_commit()
     text = summary(outcome, config)
     assert "seed baseline (trial 0)" in text and "optuna-dashboard sqlite:///" in text
+    assert "validation: a random 20% of the labelled patches, from the same slides" in text
+    assert "note: validation patches come from the same slides" in text and "--groups" in text
 
     # the same name resumes the same study and adds trials
     again = run_search(_config(tmp_path, tiny_synthetic, trials=2, report=False))
@@ -492,3 +494,72 @@ def test_a_split_that_cannot_be_scored_is_refused_in_one_line(
     assert len(errors) == 1 and expected in errors[0], err[-3000:]
     assert "--limit" in errors[0] or "--val-fraction" in errors[0]
     assert not (tmp_path / "studies").exists() or not any((tmp_path / "studies").iterdir())
+
+
+def _groups_csv(data: Path, path: Path, *, groups: int = 12) -> Path:
+    """Every labelled patch of ``data`` dealt, in id order, to ``groups`` slides."""
+    labels = sorted(
+        line.split(",")[0] for line in (data / "train_labels.csv").read_text().splitlines()[1:]
+    )
+    rows = [f"{patch_id},slide{i % groups}" for i, patch_id in enumerate(labels)]
+    path.write_text("id,group\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_validation_is_recorded_and_a_resume_with_other_validation_is_refused(
+    tmp_path, tiny_synthetic
+):
+    from pcam.errors import DataError
+    from search.study import open_study, validation_caveat
+    from search.submission import load_study_data
+
+    groups = _groups_csv(tiny_synthetic, tmp_path / "slides.csv")
+    config = _config(tmp_path, tiny_synthetic, groups=str(groups))
+    data = runner.load_data(config)
+    study, existing = open_study(config, data)
+    attrs = study.user_attrs
+    assert not existing and attrs["validation"] == data.validation
+    assert attrs["validation"].startswith("groups:") and "--groups" in attrs["validation_note"]
+    assert attrs["config"]["groups"] == str(groups) and validation_caveat(attrs) is None
+    # search.submit splits the study's data as the search did
+    assert list(load_study_data(study, progress=False).val.ids) == list(data.val.ids)
+    assert open_study(config, data)[1]  # the same settings resume
+
+    other_groups = _groups_csv(tiny_synthetic, tmp_path / "patients.csv", groups=5)
+    folders = write_folders(tmp_path / "other", per_class=3)
+    for changed in (
+        {"groups": None},  # a random split of the same patches
+        {"groups": str(other_groups)},
+        {"groups": None, "val_data": str(folders)},
+    ):
+        other = _config(tmp_path, tiny_synthetic, **changed)
+        with pytest.raises(DataError, match=r"validation: whole groups of --groups .*slides\.csv"):
+            open_study(other, runner.load_data(other))
+
+    plain = _config(tmp_path, tiny_synthetic, study="plain")
+    study, _ = open_study(plain, runner.load_data(plain))
+    assert "same slides" in validation_caveat(study.user_attrs)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--groups", "missing.csv"], "missing.csv: file missing"),
+        (["--groups", "{data}/train_labels.csv"], "missing column(s) group"),
+        (["--val-data", "{data}"], "also training patches"),
+        (["--groups", "x.csv", "--val-data", "y"], "give one of them"),
+    ],
+)
+def test_bad_validation_input_is_refused_in_one_line(
+    tmp_path, tiny_synthetic, capsys, args, expected
+):
+    """Exit 2, one line naming the file and the fix, no study written."""
+    argv = ["--data", str(tiny_synthetic), *(a.format(data=tiny_synthetic) for a in args)]
+    with pytest.raises(SystemExit) as exit_status:
+        run_cli(lambda: run.main([*argv, "--trials", "1", "--no-progress"]))
+    err = capsys.readouterr().err
+    assert exit_status.value.code == 2, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], err[-3000:]
+    assert "Traceback" not in err
+    assert not (tmp_path / "studies").exists() or not any((tmp_path / "studies").rglob("*.db"))

@@ -258,16 +258,21 @@ def test_a_project_reloads_only_with_its_space_and_one_made_before_it_was_record
     from search.tuner_engine import SETTINGS_FILE, _check_project
 
     config = _config(tmp_path, synthetic)
-    data = SimpleNamespace(fingerprint="f1", content="c1")
+    split = {"validation": "split", "validation_note": "a random split"}
+    data = SimpleNamespace(fingerprint="f1", content="c1", **split)
     _check_project(config, data)  # a new project records its settings, the space among them
     path = project_dir(config) / SETTINGS_FILE
     settings = json.loads(path.read_text())
     assert settings["study_defining"]["search_space"]["crop"] == {"choices": [32, 48, 64, 96]}
     _check_project(config, data)
-    _check_project(config, SimpleNamespace(fingerprint="f2", content="c1"))  # new file times
+    _check_project(config, SimpleNamespace(fingerprint="f2", content="c1", **split))  # new times
     with pytest.raises(DataError, match="made with other settings"):
-        _check_project(config, SimpleNamespace(fingerprint="f2", content="c2"))
+        _check_project(config, SimpleNamespace(fingerprint="f2", content="c2", **split))
+    with pytest.raises(DataError, match="validation: a random split then, whole groups"):
+        groups = {"validation": "groups:ab12", "validation_note": "whole groups of --groups g"}
+        _check_project(config, SimpleNamespace(fingerprint="f1", content="c1", **groups))
     del settings["data_content"]  # as written before the content was recorded
+    del settings["validation"], settings["validation_note"]  # and before validation was
     path.write_text(json.dumps(settings))
     _check_project(config, data)
     settings["study_defining"]["search_space"]["crop"] = {"choices": [64]}
