@@ -125,8 +125,10 @@ def make_storage(url: str, *, heartbeat: int) -> optuna.storages.RDBStorage:
 
 
 def _enable_wal(url: str) -> None:
-    path = url.removeprefix("sqlite:///")
-    if path in ("", ":memory:"):
+    """Write-ahead logging on the SQLite file of ``url`` (its query string, such as
+    ``?timeout=30``, is SQLAlchemy's, not part of the file's name)."""
+    path = sqlalchemy.engine.make_url(url).database
+    if path in (None, "", ":memory:"):
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_LOCK_SECONDS)) as connection:

@@ -209,14 +209,14 @@ def load_study_data(
 
 def fit_subset(data: TrainingData, *, fit_on: str) -> tuple[Subset, str]:
     """What the final model trains on, and its name: training + validation where they share
-    one image array (Kaggle, class folders); training only for PCam HDF5, whose validation
-    split lives in separate files."""
+    one image array (Kaggle, class folders); training only where validation lives in other
+    files (PCam HDF5's own split, --val-data)."""
     if fit_on == "train":
         return data.train, "train"
     if data.train.images is not data.val.images:
         log(
-            f"note: the {data.layout.kind} layout keeps validation patches in separate files; "
-            "the final model trains on the training split only"
+            f"note: validation was {data.validation_note}, kept apart from the training "
+            "files; the final model trains on the training split only"
         )
         return data.train, "train"
     return (

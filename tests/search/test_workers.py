@@ -138,16 +138,18 @@ def test_a_killed_search_resumes_without_losing_trials(tmp_path, tiny_synthetic)
     assert [(t.number, t.value) for t in after if t.number in dict(kept)] == kept
 
 
-def test_storage_sets_write_ahead_logging(tmp_path):
+@pytest.mark.parametrize("query", ["", "?timeout=30"])
+def test_storage_sets_write_ahead_logging(tmp_path, query):
     import sqlite3
 
-    url = f"sqlite:///{tmp_path / 'wal.db'}"
+    url = f"sqlite:///{tmp_path / 'wal.db'}{query}"
     optuna.create_study(storage=make_storage(url, heartbeat=5), study_name="s")
     with sqlite3.connect(tmp_path / "wal.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert not [p.name for p in tmp_path.iterdir() if "?" in p.name]  # no file named "wal.db?…"
 
 
-def test_workers_search_the_space_of_the_parent(tmp_path):
+def test_workers_search_the_space_and_validate_on_the_data_of_the_parent(tmp_path):
     from search.config import SearchConfig
     from search.run import parse_args
     from search.workers import worker_argv
@@ -160,3 +162,7 @@ def test_workers_search_the_space_of_the_parent(tmp_path):
     worker = parse_args(argv[3:])
     assert worker.search_space == config.search_space != SearchConfig().search_space
     assert worker.study_defining() == config.study_defining()
+    for validation in ({"groups": str(tmp_path / "g.csv")}, {"val_data": str(tmp_path / "v")}):
+        config = SearchConfig(workers=2, **validation)
+        worker = parse_args(worker_argv(config, 1)[3:])
+        assert (worker.groups, worker.val_data) == (config.groups, config.val_data)
