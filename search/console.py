@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from pcam.cli import bar_disable
+from pcam.errors import Terminated
 from search.config import SearchConfig
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
 from search.study import finished_trials
@@ -27,10 +28,6 @@ ROLE_NOTES = {
     PRIOR_ROLE: " (prior)",
     WARM_START_ROLE: " (warm start)",
 }
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised as an interrupt: a search stops on it as on Ctrl-C (SIGINT)."""
 
 
 def _raise_terminated(signum, frame):

@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from pcam.data import TrainingData
+from pcam.errors import Terminated
 from pcam.model import ModelParams
 from pcam.runtime import CPU_DEFAULT, Runtime
 from pcam.train import (
@@ -20,7 +21,6 @@ from pcam.train import (
     settle_before_trials,
     train,
 )
-from search.console import Terminated
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
 from search.record import TrialRecord
 from search.space import SPACE, Dimension, suggest

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from pcam.cli import command_parser
-from pcam.errors import run_cli
+from pcam.errors import interrupt_status, run_cli
 from pcam.runtime import PRECISIONS
 from search.config import (
     ENGINES,
@@ -364,13 +364,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(
             f"\ninterrupted: the running trial is marked FAIL, every finished trial is kept; "
             f"run the same command to resume study {config.study!r}",
             file=sys.stderr,
         )
-        return 130
+        return interrupt_status(interrupt)
     if outcome.recycle:
         recycle(config, argv, began=outcome.since.timestamp())
     print(summary(outcome, config))

@@ -96,7 +96,7 @@ def run_search(config: SearchConfig) -> SearchOutcome:
         if config.workers > 1:
             from search.workers import supervise_workers
 
-            supervise_workers(config, study)
+            supervise_workers(config, study, began=began)
         else:
             recycle = _optimize(config, data, study, started=started)
     finally:  # an interrupted search gets its report too; a recycled one leaves it to the last

@@ -15,6 +15,7 @@ from pcam.augment import TTA_MODES
 from pcam.cli import command_parser
 from pcam.errors import run_cli
 from search.config import STORAGE_ENV
+from search.console import sigterm_as_interrupt
 from search.exported import MODEL_FILE
 from search.submission import AUTO_ENSEMBLE, FIT_ON, SubmitConfig, SubmitOutcome, submit
 
@@ -141,7 +142,8 @@ def kaggle_command(outcome: SubmitOutcome) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    print(summary(submit(config)))
+    with sigterm_as_interrupt():  # a scheduler's stop cleans up as Ctrl-C does, exit 143
+        print(summary(submit(config)))
     return 0
 
 

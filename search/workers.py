@@ -18,8 +18,9 @@ import time
 
 import optuna
 
-from search.config import STORAGE_ENV, SearchConfig
-from search.console import Terminated, progress_bar, sigterm_as_interrupt
+from pcam.errors import Terminated
+from search.config import STARTED_ENV, STORAGE_ENV, SearchConfig
+from search.console import progress_bar, sigterm_as_interrupt
 from search.study import STORAGE_ERRORS, finished_trials
 
 
@@ -69,14 +70,21 @@ class WorkersFailed(Exception):
     """Workers ended with an error before the study held its trials."""
 
 
-def supervise_workers(config: SearchConfig, study: optuna.Study) -> None:
+def worker_environment(config: SearchConfig, *, began: float) -> dict[str, str]:
+    """The environment of every worker: the storage URL (by environment, not argv, so that a
+    password in it stays out of the process list) and when the search began (seconds since
+    the epoch), which ``--budget`` and ``--timeout`` count from in every process alike."""
+    return {**os.environ, STORAGE_ENV: config.storage_url, STARTED_ENV: repr(began)}
+
+
+def supervise_workers(config: SearchConfig, study: optuna.Study, *, began: float) -> None:
     """Start the workers, show progress until they all exit; Ctrl-C stops them cleanly.
 
     A worker that dies is tolerated while the others fill the study (its trial is re-run);
     if the study ends short of ``--trials`` and a worker failed, ``WorkersFailed`` says so.
+    ``began`` is when the command started: the workers' budget counts from it.
     """
-    # The URL goes by environment, not argv: a password in it stays out of the process list.
-    environment = {**os.environ, STORAGE_ENV: config.storage_url}
+    environment = worker_environment(config, began=began)
     workers = [
         subprocess.Popen(worker_argv(config, index), stdout=subprocess.DEVNULL, env=environment)
         for index in range(1, config.workers + 1)

@@ -149,6 +149,17 @@ def test_storage_sets_write_ahead_logging(tmp_path, query):
     assert not [p.name for p in tmp_path.iterdir() if "?" in p.name]  # no file named "wal.db?…"
 
 
+def test_workers_count_the_budget_from_the_command_s_start():
+    """A worker started after the parent built the cache (minutes, on a large data set) has
+    only what is left of --budget, not a budget of its own."""
+    from search.config import STARTED_ENV, SearchConfig
+    from search.workers import worker_environment
+
+    began = time.time() - 300  # the parent started five minutes ago
+    environment = worker_environment(SearchConfig(workers=2, budget=600), began=began)
+    assert float(environment[STARTED_ENV]) == began
+
+
 def test_workers_search_the_space_and_validate_on_the_data_of_the_parent(tmp_path):
     from search.config import SearchConfig
     from search.run import parse_args
