@@ -182,6 +182,13 @@ def _ranked_value(trial: FrozenTrial) -> float:
     return trial.value if trial.value is not None and math.isfinite(trial.value) else -math.inf
 
 
+def training_seed(trial: FrozenTrial, settings: dict[str, Any]) -> int:
+    """The seed ``trial`` trained with, as it recorded it (the KerasTuner engine numbers its
+    trials apart from Optuna's); studies from before it was recorded used seed + number."""
+    recorded = trial.user_attrs.get("training_seed")
+    return int(recorded) if recorded is not None else int(settings["seed"]) + trial.number
+
+
 def load_study_data(
     study: optuna.Study, *, data: str | None = None, all_data: bool = False, progress: bool = True
 ) -> TrainingData:
@@ -370,12 +377,11 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     try:
         models, records = [], []
         for trial in chosen:
-            seed = int(settings["seed"]) + trial.number
             model, record = retrain(
                 trial,
                 fit_data,
                 max_epochs=max_epochs,
-                seed=seed,
+                seed=training_seed(trial, settings),
                 runtime=runtime,
                 progress=config.progress,
             )

@@ -165,6 +165,7 @@ def test_model_json_records_the_trial_data_and_provenance(submitted, tiny_study)
     assert metadata["val_auc"] == pytest.approx(best.value)
     assert metadata["params"] == params_from_values(best.params, max_epochs=1).to_dict()
     assert metadata["epochs_trained"] == best.user_attrs["best_epoch"]
+    assert metadata["members"][0]["seed"] == best.user_attrs["training_seed"]
     assert metadata["data_fingerprint"] == study.user_attrs["data_fingerprint"]
     assert metadata["split_seed"] == 0
     assert metadata["trained_on"] == "train+val"
@@ -172,6 +173,37 @@ def test_model_json_records_the_trial_data_and_provenance(submitted, tiny_study)
     assert metadata["tta"] == "d8"
     assert "keras" in metadata["package_versions"]
     assert metadata["git_commit"] == checkout_commit()
+
+
+def test_the_retrain_uses_the_seed_the_trial_recorded():
+    """KerasTuner numbers its trials apart from Optuna's, so seed + number is not always the
+    seed a trial trained with; a study from before the seed was recorded has only that."""
+    from search.submission import training_seed
+
+    settings = {"seed": 3}
+    recorded = SimpleNamespace(number=5, user_attrs={"training_seed": 41})
+    assert training_seed(recorded, settings) == 41
+    assert training_seed(SimpleNamespace(number=5, user_attrs={}), settings) == 8
+
+
+@pytest.mark.slow
+def test_a_trial_trained_again_with_its_seed_repeats_its_curve(tiny_study):
+    """On a CPU in float32, training repeats exactly: the same params, data, split and
+    recorded seed give the validation AUC the trial reported, epoch by epoch."""
+    from pcam.runtime import resolve
+    from pcam.train import train
+    from search.submission import training_seed
+
+    study = tiny_study.study()
+    trial = study.best_trial
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PCAM_CACHE_DIR", str(tiny_study.root / "cache"))
+        data = load_study_data(study, progress=False)
+    params = params_from_values(trial.params, max_epochs=1)
+    seed = training_seed(trial, study.user_attrs["config"])
+    again = train(params, data.train, data.val, seed=seed, runtime=resolve())
+    recorded = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+    assert again.val_auc == pytest.approx(recorded, abs=1e-6)
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
