@@ -141,6 +141,7 @@ def choose_trials(
         (t for t in trials if t.state == TrialState.COMPLETE), key=_ranked_value, reverse=True
     )
     numbers = [t.number for t in sorted(complete, key=lambda t: t.number)]
+    from_scratch = [t.number for t in sorted(complete, key=lambda t: t.number) if not _promoted(t)]
     if trial is not None:
         chosen = next((t for t in trials if t.number == trial), None)
         if chosen is None:
@@ -153,7 +154,22 @@ def choose_trials(
                 f"trial {trial} of study {study.study_name!r} is {chosen.state.name}, not "
                 f"COMPLETE; complete trials: {preview(numbers) or 'none'}"
             )
+        if _promoted(chosen):
+            raise DataError(
+                f"trial {trial} went on from the weights of KerasTuner Hyperband trial "
+                f"{_promoted(chosen)} with its optimizer restarted, which a retrain on one "
+                "schedule from scratch does not repeat; pass --trial with a trial trained from "
+                f"scratch: {preview(from_scratch) or 'none'}"
+            )
         return [chosen]
+    promoted = [t.number for t in complete if _promoted(t)]
+    complete = [t for t in complete if not _promoted(t)]
+    if promoted:
+        log(
+            f"note: trial(s) {preview(promoted)} went on from KerasTuner Hyperband parents' "
+            "weights and cannot be retrained as they were measured; choosing among the "
+            f"{len(complete)} trained from scratch"
+        )
     if not complete:
         states = {t.state.name for t in trials}
         raise DataError(
@@ -169,6 +185,11 @@ def choose_trials(
             "complete trial(s); lower --ensemble or run more trials"
         )
     return complete[:ensemble]
+
+
+def _promoted(trial: FrozenTrial) -> str | None:
+    """The KerasTuner Hyperband trial whose weights ``trial`` went on from, if any."""
+    return trial.user_attrs.get("keras_tuner_parent_trial_id")
 
 
 def statistical_ties(study: optuna.Study, ranked: list[FrozenTrial]) -> list[FrozenTrial]:

@@ -5,6 +5,10 @@ must not be created by several processes at once); each worker is ``python -m se
 with the same settings and ``--workers 1``, so it is exactly what a user starts by hand on
 another machine. The parent shows the study's progress, forwards Ctrl-C and SIGTERM, and
 waits for every worker to finish its trial.
+
+Each worker runs in a session of its own, so a Ctrl-C at the terminal reaches the parent
+alone, and each worker gets exactly one signal, the parent's: a second one landing while a
+worker records its finished trial would leave that trial RUNNING until its heartbeat expires.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from pcam.errors import Terminated
 from search.config import STARTED_ENV, STORAGE_ENV, SearchConfig
 from search.console import progress_bar, sigterm_as_interrupt
 from search.study import STORAGE_ERRORS, finished_trials
+
+# How long a stopped worker may take to mark its trial failed and exit before it is killed.
+WORKER_STOP_SECONDS = 60
 
 
 def worker_argv(config: SearchConfig, index: int) -> list[str]:
@@ -66,6 +73,21 @@ def worker_argv(config: SearchConfig, index: int) -> list[str]:
     return argv
 
 
+def stop_workers(workers: list[subprocess.Popen], forwarded: signal.Signals) -> None:
+    """Send each running worker ``forwarded`` once and wait for it; one still running after
+    ``WORKER_STOP_SECONDS`` (a trial that hangs) is killed, its trial failed by the heartbeat."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(forwarded)
+    deadline = time.monotonic() + WORKER_STOP_SECONDS
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
 class WorkersFailed(Exception):
     """Workers ended with an error before the study held its trials."""
 
@@ -86,7 +108,12 @@ def supervise_workers(config: SearchConfig, study: optuna.Study, *, began: float
     """
     environment = worker_environment(config, began=began)
     workers = [
-        subprocess.Popen(worker_argv(config, index), stdout=subprocess.DEVNULL, env=environment)
+        subprocess.Popen(
+            worker_argv(config, index),
+            stdout=subprocess.DEVNULL,
+            env=environment,
+            start_new_session=True,  # the terminal's Ctrl-C is the parent's to forward, once
+        )
         for index in range(1, config.workers + 1)
     ]
     print(f"started {len(workers)} workers: pids {[w.pid for w in workers]}", file=sys.stderr)
@@ -99,13 +126,14 @@ def supervise_workers(config: SearchConfig, study: optuna.Study, *, began: float
                     bar.n = finished_trials(study)
                 bar.refresh()
     except KeyboardInterrupt as stop:
-        # The workers get the signal the parent got, so their trials say which it was.
+        # The workers get the signal the parent got, so their trials say which it was; more
+        # Ctrl-Cs meanwhile would only cut the parent's wait short, so they are ignored.
         forwarded = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(forwarded)
-        for worker in workers:
-            worker.wait()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            stop_workers(workers, forwarded)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         raise
     failed = {w.pid: w.returncode for w in workers if w.returncode not in (0, None)}
     if not failed:

@@ -277,6 +277,20 @@ def test_the_default_ensemble_takes_the_statistical_ties_of_the_best():
     assert [t.number for t in choose_trials(large, ensemble=None)] == [0]
 
 
+def test_a_trial_that_went_on_from_a_hyperband_parent_is_not_retrained_as_if_from_scratch():
+    study = _scored_study([0.90, 0.85])
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=0.93, user_attrs={"keras_tuner_parent_trial_id": "0007", "initial_epoch": 2}
+        )
+    )
+    # the defaults choose among trials trained from scratch
+    assert [t.number for t in choose_trials(study, ensemble=1)] == [0]
+    with pytest.raises(DataError, match=r"trial 2 went on from the weights of KerasTuner Hyper"):
+        choose_trials(study, trial=2)
+    assert [t.number for t in choose_trials(study, trial=1)] == [1]
+
+
 def test_resuming_a_study_made_before_content_hashes_records_its_data_content(
     tmp_path, tiny_synthetic, data
 ):

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from search.space import SPACE
 from search.study import make_storage
+from tests.helpers import children_take_sigint
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -103,6 +104,54 @@ def test_two_workers_on_the_local_default_finish_exactly_and_retry_a_killed_tria
     assert retry and retry[0].params == victim.params
     seeded = [t for t in trials if "training_seed" in t.user_attrs]
     assert seeded and all(t.user_attrs["training_seed"] == t.number for t in seeded)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_one_stop_ends_every_worker_and_leaves_no_trial_running(
+    tmp_path, tiny_synthetic, stop, status
+):
+    """Ctrl-C as a terminal sends it (to the whole foreground process group) or a scheduler's
+    SIGTERM to the parent: every process ends within seconds, with the conventional status,
+    each interrupted trial FAIL with its reason, none RUNNING; the same command resumes."""
+    storage = f"sqlite:///{tmp_path / 'stop.db'}"
+    args = ("--trials", "6", "--workers", "2", "--max-params", "1000000")
+    argv = [
+        sys.executable, "-m", "search.run", "--data", str(tiny_synthetic), "--study", "stop",
+        "--storage", storage, "--max-epochs", "3", "--limit", "40", "--no-progress",
+        "--no-report", "--heartbeat", "2", *args,
+    ]  # fmt: skip
+    with children_take_sigint():  # its own process group, as a terminal's foreground job
+        search = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+    _wait_for_running_trial(storage, "stop")
+    time.sleep(3)  # both workers training
+    workers = Path(f"/proc/{search.pid}/task/{search.pid}/children").read_text().split()
+    assert len(workers) == 2
+    # out of the terminal's reach: a Ctrl-C there gets to each worker once, through the parent
+    assert all(os.getsid(int(pid)) != os.getsid(search.pid) for pid in workers)
+    if stop == signal.SIGINT:
+        os.killpg(search.pid, stop)  # the whole group: the terminal's way
+    else:
+        search.send_signal(stop)
+    stopped = time.monotonic()
+    _, err = search.communicate(timeout=120)
+    assert search.returncode == status, err[-3000:]
+    assert time.monotonic() - stopped < 30, err[-3000:]
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    assert "Traceback" not in err, err[-3000:]
+    trials = optuna.load_study(study_name="stop", storage=storage).trials
+    assert TrialState.RUNNING not in {t.state for t in trials}
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    reason = f"interrupted by {stop.name}"
+    assert failed and all(t.user_attrs.get("fail_reason") == reason for t in failed), [
+        (t.number, t.user_attrs.get("fail_reason")) for t in failed
+    ]
+    if stop == signal.SIGINT:
+        again = subprocess.run(argv, capture_output=True, text=True, timeout=400)
+        assert again.returncode == 0, again.stderr[-3000:]
+        _check_study(storage, "stop", 6)
 
 
 @pytest.mark.slow
