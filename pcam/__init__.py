@@ -1,0 +1,42 @@
+"""PCam patches, read once, fed in batches, and the parametric CNN that learns from them.
+
+The names below are the package's public surface. They load on first use, so ``import pcam``
+stays cheap: Keras (and its backend) loads only with the names that need it (``build``,
+``train``, ``fit``, ``predict_tta``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> the module that defines it
+_PUBLIC = {
+    "DataError": "pcam.errors",
+    "Terminated": "pcam.errors",
+    "load_training_data": "pcam.data",
+    "load_split": "pcam.data",
+    "TrainingData": "pcam.data",
+    "Subset": "pcam.data",
+    "Augment": "pcam.augment",
+    "ModelParams": "pcam.model",
+    "SEED_BASELINE": "pcam.model",
+    "build": "pcam.model",
+    "count_params": "pcam.model",
+    "train": "pcam.train",
+    "fit": "pcam.train",
+    "TrainResult": "pcam.train",
+    "predict_tta": "pcam.tta",
+    "roc_auc": "pcam.metrics",
+    "bootstrap_auc_interval": "pcam.metrics",
+    "paired_auc_difference": "pcam.metrics",
+    "generate": "pcam.synth",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'pcam' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

@@ -102,3 +102,24 @@ def test_search_run_groups_its_options_and_documents_the_worker_index():
     worker_options = [a.dest for a in groups["workers"]._group_actions]
     assert "worker_index" in worker_options
     assert "studies/<study>.db" in parser.epilog and "search.submit" in parser.epilog
+
+
+def test_the_packages_name_their_public_surface_and_load_no_backend_for_it():
+    """``import pcam`` and ``import search`` load no backend; every name in ``__all__``
+    resolves (the ones that train load Keras then, as a user would expect)."""
+    probe = (
+        "import sys, pcam, search\n"
+        f"print(sorted(name for name in {BACKENDS!r} if name in sys.modules))\n"
+        "print(all(getattr(p, n) is not None for p in (pcam, search) for n in p.__all__))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.splitlines() == ["[]", "True"], done.stderr[-2000:]
+    import pcam
+    import search
+
+    assert {"ModelParams", "load_training_data", "train"} <= set(pcam.__all__)
+    assert {"SearchConfig", "run_search", "submit", "SPACE"} <= set(search.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = pcam.nothing
