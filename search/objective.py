@@ -136,9 +136,7 @@ class Objective:
         # starter such as the batch-norm recipe can trail there by chance (bench/README.md).
         role = trial.user_attrs.get("role")
         judged = role not in UNPRUNED_ROLES
-        # The seed baseline is what every search is judged against: it is measured whatever
-        # the per-trial cap (one trial; about a minute on the embedded set on 2 cores).
-        time_cap = None if role == SEED_BASELINE_ROLE else self.time_cap
+        time_cap, over_cap = self._time_cap(params, role=role, judged=judged)
 
         def report(epoch: int, val_auc: float) -> bool:
             nonlocal cut_by_budget
@@ -156,7 +154,7 @@ class Objective:
         try:
             try:
                 stopped_early, epochs_run, best_val_auc, too_slow = self._train(
-                    trial, params, record, on_epoch=report, time_cap=time_cap
+                    trial, params, record, on_epoch=report, time_cap=time_cap, over_cap=over_cap
                 )
             except TrainingDiverged as error:
                 failure = (f"diverged: {error}", str(error))
@@ -200,6 +198,32 @@ class Objective:
             raise optuna.TrialPruned(reason)
         return best_val_auc
 
+    def _time_cap(
+        self, params: ModelParams, *, role: str | None, judged: bool
+    ) -> tuple[float | None, str]:
+        """The most this trial may take, projected from its first batches, and what to say
+        when it would take more.
+
+        The seed baseline is what every search is judged against: it is measured whatever
+        the per-trial cap (one trial; about a minute on the embedded set on 2 cores). A
+        searched trial that could not reach its first judged epoch before the budget ends
+        is stopped at its first batches: cut before that epoch it would count for nothing.
+        """
+        caps = []
+        if self.time_cap is not None and role != SEED_BASELINE_ROLE:
+            caps.append((self.time_cap, f"over the {self.time_cap / 60:.1f} min a trial may take"))
+        if self.deadline is not None and judged:
+            first = first_judged_epoch(self.max_epochs)
+            left = max(self.deadline - time.monotonic(), 0.0)
+            caps.append(
+                (
+                    left * params.epochs / first,
+                    f"so epoch {first}, the first a pruner may judge, would come after the "
+                    f"{left / 60:.1f} min left of the budget",
+                )
+            )
+        return min(caps, default=(None, ""), key=lambda cap: cap[0])
+
     def _train(
         self,
         trial: optuna.Trial,
@@ -208,6 +232,7 @@ class Objective:
         *,
         on_epoch: EpochHook,
         time_cap: float | None,
+        over_cap: str,
     ) -> tuple[bool, int, float, str | None]:
         """Train, record the run on ``trial``: (stopped early, epochs run, best val AUC, why it
         was stopped for being too slow, or None).
@@ -228,8 +253,7 @@ class Objective:
         if result.too_slow:
             reason = (
                 f"too slow: its first batches project {result.projected_seconds / 60:.1f} min "
-                f"for {params.epochs} epochs, over the {time_cap / 60:.1f} min a trial "
-                "may take"
+                f"for {params.epochs} epochs, {over_cap}"
             )
             trial.set_user_attr("prune_reason", reason)
             return True, result.epochs_run, result.best_val_auc, reason

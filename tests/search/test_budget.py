@@ -158,6 +158,34 @@ def test_a_trial_the_budget_cuts_before_its_first_judged_epoch_is_pruned(data):
     assert seed.state == TrialState.COMPLETE and "prune_reason" not in seed.user_attrs
 
 
+@pytest.mark.slow
+def test_a_trial_that_cannot_reach_its_first_judged_epoch_in_the_budget_stops_at_once(data):
+    """With 5 s of the budget left, a searched trial whose first batches project 250 epochs
+    (the first a pruner judges, of 1,000) past them is pruned then, not trained until the
+    budget cuts it short of anything the sampler could use; the seed design is measured."""
+
+    def run(role=None):
+        study = optuna.create_study(direction="maximize")
+        study.enqueue_trial(
+            seed_baseline_values() | SMALL, user_attrs={"role": role} if role else None
+        )
+        objective = Objective(
+            data, max_epochs=1000, max_params=10**7, seed=0, deadline=time.monotonic() + 5
+        )
+        started = time.monotonic()
+        study.optimize(objective, n_trials=1)
+        return study.trials[0], time.monotonic() - started
+
+    searched, seconds = run()
+    assert searched.state == TrialState.PRUNED
+    reason = searched.user_attrs["prune_reason"]
+    assert reason.startswith("too slow: its first batches project") and "1000 epochs" in reason
+    assert "epoch 250, the first a pruner may judge, would come after the 0.1 min left" in reason
+    assert len(searched.intermediate_values) <= 2 and seconds < 5
+    seed, _ = run(role=SEED_BASELINE_ROLE)
+    assert seed.state == TrialState.COMPLETE and seed.user_attrs["budget_cut"]
+
+
 def test_the_cap_defaults_to_half_the_budget(tmp_path, tiny_synthetic):
     assert _config(tmp_path, tiny_synthetic, budget=3600.0).trial_cap_seconds == 1800
     capped = _config(tmp_path, tiny_synthetic, budget=3600.0, max_trial_minutes=5)
