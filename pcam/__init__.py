@@ -12,7 +12,11 @@ from typing import Any
 
 # name -> the module that defines it
 _PUBLIC = {
+    "PcamError": "pcam.errors",
     "DataError": "pcam.errors",
+    "ConfigError": "pcam.errors",
+    "StorageError": "pcam.errors",
+    "SetupError": "pcam.errors",
     "Terminated": "pcam.errors",
     "load_training_data": "pcam.data",
     "load_split": "pcam.data",

@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pcam.cli import bar_disable
-from pcam.errors import DISK_FULL, DataError, preview
+from pcam.errors import DISK_FULL, DataError, StorageError, preview
 from pcam.images import PATCH_SHAPE, read_patch
 from pcam.layouts import Layout, SplitSource
 from pcam.publish import replace_folder
@@ -206,7 +206,7 @@ def _build(source: SplitSource, folder: Path, *, workers: int | None, progress: 
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, OSError) and error.errno in DISK_FULL:
             needed = len(source) * int(np.prod(PATCH_SHAPE))
-            raise DataError(
+            raise StorageError(
                 f"no space left on the device of {folder.parent} while caching the "
                 f"{source.name} split ({needed / 2**30:.1f} GiB of images): free space there, "
                 "or set PCAM_CACHE_DIR to a folder on a larger disk"

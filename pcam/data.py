@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pcam.cache import CachedSplit, cache_folder, default_cache_root, load_or_build
-from pcam.errors import DataError, preview
+from pcam.errors import ConfigError, DataError, PcamError, preview
 from pcam.layouts import Layout, detect, open_split, read_id_group_csv
 from pcam.split import (
     Partition,
@@ -125,7 +125,7 @@ def load_training_data(
     validation together, keeping class balance, for quick searches.
     """
     if groups is not None and val_data is not None:
-        raise DataError(
+        raise ConfigError(
             "--groups and --val-data both choose the validation patches: give one of them"
         )
     layout, train_split = load_split(path, "train", cache_root=cache_root, progress=progress)
@@ -232,8 +232,8 @@ def _validation_set(
                 "(class folders 0/ 1/, a Kaggle layout with train_labels.csv, or PCam HDF5)"
             )
         _, val_split = load_split(path, name, cache_root=cache_root, progress=progress)
-    except DataError as error:
-        raise DataError(f"--val-data: {error}") from None
+    except PcamError as error:
+        raise type(error)(f"--val-data: {error}") from None
     shared = np.intersect1d(val_split.ids, train_split.ids)
     if len(shared):
         raise DataError(

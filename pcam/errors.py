@@ -1,4 +1,9 @@
-"""The one exception type for bad input, and the command-line wrapper that reports it."""
+"""What can go wrong that a user can fix, by kind, and the command-line wrapper that reports it.
+
+Every error here carries one line that names the file, value or service and the fix. A caller
+that retries on a storage outage and stops on bad data catches ``StorageError`` apart from
+``DataError``; ``PcamError`` catches them all.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,25 @@ from collections.abc import Callable, Sequence
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-class DataError(Exception):
-    """Bad input the user can fix: the message names the file or value and the fix."""
+class PcamError(Exception):
+    """Something the user can fix: the message names the file or value and the fix."""
+
+
+class DataError(PcamError):
+    """A data set, labels file or model folder that cannot be used as it is."""
+
+
+class ConfigError(PcamError):
+    """An option, a settings file or a study's recorded settings that do not fit the request."""
+
+
+class StorageError(PcamError):
+    """The study storage cannot be opened (a URL, a server, a database file), or the disk
+    a result is written to is full."""
+
+
+class SetupError(PcamError):
+    """A package this request needs is not installed."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -35,10 +57,10 @@ def preview(items: Sequence[object], *, limit: int = 5) -> str:
 
 
 def run_cli(main: Callable[[], int | None]) -> None:
-    """Run a command's main(); a DataError becomes a one-line message and exit status 2."""
+    """Run a command's main(); a PcamError becomes a one-line message and exit status 2."""
     try:
         status = main()
-    except DataError as error:
+    except PcamError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as interrupt:

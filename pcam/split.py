@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcam.errors import DataError
+from pcam.errors import ConfigError, DataError
 
 # The fewest patches of each class that the training part and the validation part may hold.
 # Without both classes the validation AUC is undefined (NaN every epoch) and training learns a
@@ -39,7 +39,7 @@ def stratified_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split row indices so that each class keeps its share in both parts."""
     if not 0 < val_fraction < 1:
-        raise DataError(f"validation fraction {val_fraction} must lie strictly between 0 and 1")
+        raise ConfigError(f"validation fraction {val_fraction} must lie strictly between 0 and 1")
     rng = np.random.default_rng(seed)
     train_parts, val_parts = [], []
     for label in np.unique(labels):
@@ -93,7 +93,7 @@ def require_scorable(
     ``labelled``. The message names the value to change and what to change it to.
     """
     if not 0 < val_fraction < 1:
-        raise DataError(f"--val-fraction {val_fraction}: must lie strictly between 0 and 1")
+        raise ConfigError(f"--val-fraction {val_fraction}: must lie strictly between 0 and 1")
     short = _shortfall(labelled, own_val, val_fraction, limit)
     if short is None:
         return
@@ -109,7 +109,7 @@ def require_scorable(
             None,
         )
         fix = "leave it out" if enough is None else f"use --limit {enough} or more, or leave it out"
-        raise DataError(f"--limit {limit} leaves {short}; {needed}: {fix}")
+        raise ConfigError(f"--limit {limit} leaves {short}; {needed}: {fix}")
     if own_val is not None:
         raise DataError(
             f"the data set's own split leaves {short}; {needed}: restore the full split files"
@@ -128,7 +128,7 @@ def require_scorable(
         if _shortfall(labelled, None, share / 100, None) is None
     ]
     nearest = min(fractions, key=lambda fraction: abs(fraction - val_fraction))
-    raise DataError(
+    raise ConfigError(
         f"--val-fraction {val_fraction} leaves {short}; {needed}: use --val-fraction {nearest}"
     )
 
@@ -277,7 +277,7 @@ def partition(
         train, val = stratified_split(labels, val_fraction=val_fraction, seed=seed)
     else:
         if not 0 < val_fraction < 1:
-            raise DataError(f"--val-fraction {val_fraction}: must lie strictly between 0 and 1")
+            raise ConfigError(f"--val-fraction {val_fraction}: must lie strictly between 0 and 1")
         train, val = group_split(
             labels, groups, val_fraction=val_fraction, seed=seed, source=groups_source
         )

@@ -33,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pcam.cli import bar_disable, command_parser
-from pcam.errors import DataError, run_cli
+from pcam.errors import ConfigError, run_cli
 
 # Bumped when the same seed renders other pixels: the embedded set's cache folder names it.
 VERSION = 2
@@ -158,13 +158,13 @@ def generate(
     """Write the data set into ``out`` (built aside, then renamed: never half-written)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out}: folder exists and is not empty; choose a new --out folder")
+        raise ConfigError(f"{out}: folder exists and is not empty; choose a new --out folder")
     if n_train < 2 or n_test < 0:
-        raise DataError(
+        raise ConfigError(
             f"--train must be at least 2 and --test at least 0 (got {n_train}, {n_test})"
         )
     if not 0 < positive_fraction < 1:
-        raise DataError(f"--positive-fraction {positive_fraction} must lie between 0 and 1")
+        raise ConfigError(f"--positive-fraction {positive_fraction} must lie between 0 and 1")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     rng = np.random.default_rng(seed)

@@ -12,15 +12,15 @@ import numpy as np
 
 from pcam.augment import TTA_MODES, dihedral_one
 from pcam.data import Subset
-from pcam.errors import DataError
+from pcam.errors import ConfigError
 from pcam.feed import PatchFeed
 from pcam.train import PREDICT_BATCH, release_on_interrupt
 
 
 def transforms_for(mode: str) -> tuple[int, ...]:
-    """The ``dihedral_one`` transforms of a TTA mode, or DataError naming the choices."""
+    """The ``dihedral_one`` transforms of a TTA mode, or ConfigError naming the choices."""
     if mode not in TTA_MODES:
-        raise DataError(f"--tta {mode!r}: choose one of {', '.join(TTA_MODES)}")
+        raise ConfigError(f"--tta {mode!r}: choose one of {', '.join(TTA_MODES)}")
     return TTA_MODES[mode]
 
 

@@ -132,7 +132,7 @@ class SearchConfig:
     )
 
     def __post_init__(self) -> None:
-        from pcam.errors import DataError
+        from pcam.errors import ConfigError
 
         checks = [
             (self.trials >= 1, f"--trials {self.trials}: must be at least 1"),
@@ -194,7 +194,7 @@ class SearchConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise DataError(message)
+                raise ConfigError(message)
         if self.space is not None:
             from search.space import read_space
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import optuna
 
-from pcam.errors import DataError
+from pcam.errors import ConfigError
 from pcam.model import SEED_BASELINE, ModelParams
 
 MAX_FILTERS = 256
@@ -89,11 +89,11 @@ def declared_space(text: str, *, source: str) -> tuple[Dimension, ...]:
 def _declared(name: str, entry: Any, *, source: str) -> Dimension:
     where = f"{source}: {name}"
     if not isinstance(entry, dict):
-        raise DataError(f"{where}: declare it as a table with low and high, or with choices")
+        raise ConfigError(f"{where}: declare it as a table with low and high, or with choices")
     if "choices" in entry:
         choices = entry["choices"]
         if set(entry) != {"choices"} or not isinstance(choices, list) or not choices:
-            raise DataError(f"{where}: choices must be a non-empty list, and alone")
+            raise ConfigError(f"{where}: choices must be a non-empty list, and alone")
         return Dimension(name, choices=tuple(choices))
     low, high = entry.get("low"), entry.get("high")
     extra = set(entry) - set(RANGE_KEYS)
@@ -102,11 +102,11 @@ def _declared(name: str, entry: Any, *, source: str) -> Dimension:
         or not (_is_number(low) and _is_number(high))
         or not isinstance(entry.get("log", False), bool)
     ):
-        raise DataError(f"{where}: a range needs numbers low and high (and log = true or false)")
+        raise ConfigError(f"{where}: a range needs numbers low and high (and log = true or false)")
     integer = isinstance(low, int) and isinstance(high, int)
     log = entry.get("log", False)
     if not low <= high or (log and low <= 0):
-        raise DataError(f"{where}: low {low} and high {high} make no range")
+        raise ConfigError(f"{where}: low {low} and high {high} make no range")
     if not integer:
         low, high = float(low), float(high)
     return Dimension(name, low, high, log=log, integer=integer)
@@ -120,12 +120,12 @@ def narrowed_space(
 
     Anything the file cannot mean (an unknown name or key, a value or range outside
     ``within``, no choices, low above high, a value of the wrong type) raises a one-line
-    ``DataError`` that names ``source``, the key and what is allowed.
+    ``ConfigError`` that names ``source``, the key and what is allowed.
     """
     known = {dim.name for dim in within}
     for name in table:
         if name not in known:
-            raise DataError(
+            raise ConfigError(
                 f"{source}: {name}: no such value in the search space (it has "
                 f"{', '.join(dim.name for dim in within)})"
             )
@@ -140,7 +140,7 @@ def _narrowed(dim: Dimension, entry: Any, *, where: str) -> Dimension:
     if isinstance(entry, dict):
         for key in entry:
             if key not in allowed:
-                raise DataError(
+                raise ConfigError(
                     f"{where}: unknown key {key!r}; give {' or '.join(allowed)}, or one value "
                     f"to fix it (the space allows {dim.describe()})"
                 )
@@ -148,22 +148,22 @@ def _narrowed(dim: Dimension, entry: Any, *, where: str) -> Dimension:
         chosen = entry.get("choices", []) if isinstance(entry, dict) else entry
         chosen = chosen if isinstance(chosen, list) else [chosen]  # one value fixes it
         if not chosen:
-            raise DataError(f"{where}: no choices left; keep at least one of {dim.describe()}")
+            raise ConfigError(f"{where}: no choices left; keep at least one of {dim.describe()}")
         for value in chosen:
             if not dim.allows(value):
-                raise DataError(
+                raise ConfigError(
                     f"{where}: {_shown(value)} is not one of the choices {dim.describe()}"
                 )
         kept = tuple(c for c in dim.choices if any(_same_kind(c, v) and c == v for v in chosen))
         return replace(dim, choices=kept)
     if isinstance(entry, list):
-        raise DataError(
+        raise ConfigError(
             f"{where}: a range, not choices: give low and high, or one value to fix it "
             f"(the space allows {dim.describe()})"
         )
     if isinstance(entry, dict):
         if entry.get("log", dim.log) is not dim.log:
-            raise DataError(
+            raise ConfigError(
                 f"{where}: log = {_shown(entry['log'])}; the scale stays log = {_shown(dim.log)}"
             )
         low = _bound(dim, entry.get("low", dim.low), key="low", where=where)
@@ -171,16 +171,16 @@ def _narrowed(dim: Dimension, entry: Any, *, where: str) -> Dimension:
     else:
         low = high = _bound(dim, entry, key="value", where=where)
     if low > high:
-        raise DataError(f"{where}: low {low} is above high {high}")
+        raise ConfigError(f"{where}: low {low} is above high {high}")
     return replace(dim, low=low, high=high)
 
 
 def _bound(dim: Dimension, value: Any, *, key: str, where: str) -> int | float:
     kind = "an integer" if dim.integer else "a number"
     if not _is_number(value) or (dim.integer and not isinstance(value, int)):
-        raise DataError(f"{where}: {key} {_shown(value)} is not {kind} in {dim.describe()}")
+        raise ConfigError(f"{where}: {key} {_shown(value)} is not {kind} in {dim.describe()}")
     if not dim.allows(value):
-        raise DataError(f"{where}: {key} {value} is outside the space's {dim.describe()}")
+        raise ConfigError(f"{where}: {key} {value} is outside the space's {dim.describe()}")
     return int(value) if dim.integer else float(value)
 
 
@@ -188,7 +188,7 @@ def _parse_toml(text: str, *, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise DataError(f"{source}: not valid TOML ({error})") from None
+        raise ConfigError(f"{source}: not valid TOML ({error})") from None
 
 
 def read_space(path: str | Path) -> tuple[Dimension, ...]:
@@ -197,7 +197,7 @@ def read_space(path: str | Path) -> tuple[Dimension, ...]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{source}: cannot read it ({error})") from None
+        raise ConfigError(f"{source}: cannot read it ({error})") from None
     return narrowed_space(_parse_toml(text, source=source), within=SPACE, source=source)
 
 

@@ -14,7 +14,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from pcam.data import OWN_SPLIT, SAME_SLIDES, TrainingData
-from pcam.errors import DataError, preview
+from pcam.errors import ConfigError, SetupError, StorageError, preview
 from search.config import SPACE_VERSION, SearchConfig, default_storage_url, redacted
 from search.priors import (
     PRIOR_ROLE,
@@ -41,7 +41,7 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
             import scipy  # noqa: F401
             import torch  # noqa: F401
         except ImportError:
-            raise DataError(
+            raise SetupError(
                 "--sampler gp needs torch and scipy: pip install torch==2.13.0 scipy"
             ) from None
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
@@ -167,11 +167,11 @@ def storage_hint(message: str) -> str:
     return ""
 
 
-def cannot_open(flag: str, url: str, error: BaseException) -> DataError:
+def cannot_open(flag: str, url: str, error: BaseException) -> StorageError:
     """The one line for a storage that will not open: the flag, the URL without its
     password, the first line of the driver's word, and what to do where that is known."""
     said = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return DataError(f"{flag} {redacted(url)}: cannot open it ({said}){storage_hint(said)}")
+    return StorageError(f"{flag} {redacted(url)}: cannot open it ({said}){storage_hint(said)}")
 
 
 def load_existing_study(
@@ -186,7 +186,7 @@ def load_existing_study(
     if url.startswith("sqlite:///"):
         database = Path(url.removeprefix("sqlite:///").split("?")[0])
         if str(database) != ":memory:" and not database.is_file():
-            raise DataError(
+            raise ConfigError(
                 f"{flag} {name}: no study database at {database} ({storage_flag} "
                 f"{redacted(url)}: no such file); run python -m search.run --study {name} "
                 f"first, or pass the {storage_flag} the study was made with"
@@ -197,7 +197,7 @@ def load_existing_study(
         raise cannot_open(storage_flag, url, error) from None
     if name not in names:
         held = f"it holds {preview(sorted(names))}" if names else "it holds no study"
-        raise DataError(f"no study {name!r} in {redacted(url)}; {held}")
+        raise ConfigError(f"no study {name!r} in {redacted(url)}; {held}")
     return optuna.load_study(study_name=name, storage=url)
 
 
@@ -427,7 +427,7 @@ def _check_settings(study: optuna.Study, config: SearchConfig, data: TrainingDat
         differences.append(f"data ({changed})")
     recorded = attrs.get("study_defining", {})
     if "study_defining" in attrs and recorded.get("space", 1) != SPACE_VERSION:
-        raise DataError(
+        raise ConfigError(
             f"study {config.study!r} in {config.shown_storage} was made by an older pcam-search "
             f"(search space {recorded.get('space', 1)}: epochs were a searched value, no "
             f"learning-rate schedules); its trials cannot be mixed with today's. Score or submit "
@@ -441,7 +441,7 @@ def _check_settings(study: optuna.Study, config: SearchConfig, data: TrainingDat
         elif then != now:
             differences.append(f"{key} ({then} then, {now} now)")
     if differences:
-        raise DataError(
+        raise ConfigError(
             f"study {config.study!r} in {config.shown_storage} was made with different settings: "
             f"{'; '.join(differences)}. Run with the original settings to resume it, or pick a "
             "new --study name"

@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pcam.augment import TTA_MODES
 from pcam.data import Subset, TrainingData, load_split, load_training_data
-from pcam.errors import DISK_FULL, DataError, preview
+from pcam.errors import DISK_FULL, ConfigError, DataError, StorageError, preview
 from pcam.images import PATCH_SHAPE
 from pcam.metrics import roc_auc
 from pcam.publish import replace_folder
@@ -97,7 +97,7 @@ class SubmitConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise DataError(message)
+                raise ConfigError(message)
 
     @property
     def storage_url(self) -> str:
@@ -124,7 +124,7 @@ def open_existing_study(config: SubmitConfig) -> optuna.Study:
     study = load_existing_study(config.study, config.storage_url)
     missing = [key for key in STUDY_RECORD if key not in study.user_attrs]
     if missing:
-        raise DataError(
+        raise ConfigError(
             f"study {config.study!r} has no record of {', '.join(missing)}: it was not made by "
             "python -m search.run, so its data and split cannot be rebuilt"
         )
@@ -145,17 +145,17 @@ def choose_trials(
     if trial is not None:
         chosen = next((t for t in trials if t.number == trial), None)
         if chosen is None:
-            raise DataError(
+            raise ConfigError(
                 f"study {study.study_name!r} has no trial {trial} "
                 f"(it has {len(trials)}: numbers 0–{len(trials) - 1})"
             )
         if chosen.state != TrialState.COMPLETE:
-            raise DataError(
+            raise ConfigError(
                 f"trial {trial} of study {study.study_name!r} is {chosen.state.name}, not "
                 f"COMPLETE; complete trials: {preview(numbers) or 'none'}"
             )
         if _promoted(chosen):
-            raise DataError(
+            raise ConfigError(
                 f"trial {trial} went on from the weights of KerasTuner Hyperband trial "
                 f"{_promoted(chosen)} with its optimizer restarted, which a retrain on one "
                 "schedule from scratch does not repeat; pass --trial with a trial trained from "
@@ -172,7 +172,7 @@ def choose_trials(
         )
     if not complete:
         states = {t.state.name for t in trials}
-        raise DataError(
+        raise ConfigError(
             f"study {study.study_name!r} has no complete trial ({len(trials)} trial(s)"
             + (f": {', '.join(sorted(states))}" if states else "")
             + f"); run python -m search.run --study {study.study_name} to add some"
@@ -180,7 +180,7 @@ def choose_trials(
     if ensemble is None:
         return statistical_ties(study, complete)
     if len(complete) < ensemble:
-        raise DataError(
+        raise ConfigError(
             f"--ensemble {ensemble}: study {study.study_name!r} has only {len(complete)} "
             "complete trial(s); lower --ensemble or run more trials"
         )
@@ -275,7 +275,7 @@ def retrain(
     try:
         params = params_from_values(trial.params, max_epochs=max_epochs)
     except (KeyError, ValueError, TypeError) as error:
-        raise DataError(
+        raise ConfigError(
             f"trial {trial.number}'s values do not fit today's search space ({error})"
         ) from None
     epochs = int(trial.user_attrs.get("best_epoch", params.epochs))
@@ -295,7 +295,7 @@ def retrain(
             verbose=2 if progress else 0,
         )
     except TrainingDiverged as error:
-        raise DataError(
+        raise ConfigError(
             f"retraining trial {trial.number} diverged ({error}); pick another with --trial"
         ) from None
     record = {
@@ -436,7 +436,7 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     except OSError as error:
         if error.errno not in DISK_FULL:
             raise
-        raise DataError(
+        raise StorageError(
             f"no space left on the device of {out} while writing the model or the submission; "
             f"whatever {out} held before is untouched: free space there (or give --out another "
             "disk) and run the same command again"

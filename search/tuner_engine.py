@@ -43,7 +43,7 @@ from keras_tuner.engine.trial import TrialStatus
 from optuna.trial import FrozenTrial, TrialState
 
 from pcam.data import Subset, TrainingData
-from pcam.errors import DataError
+from pcam.errors import ConfigError, SetupError
 from pcam.model import ModelParams
 from pcam.runtime import CPU_DEFAULT, Runtime, resolve
 from pcam.train import (
@@ -211,7 +211,7 @@ def make_oracle(tuner: str, *, max_epochs: int, seed: int, trials: int) -> keras
     elif tuner == "random":
         oracle = _RandomOracle(max_trials=trials, **common)
     else:
-        raise DataError(f"--tuner {tuner}: choose hyperband, bayesian or random")
+        raise ConfigError(f"--tuner {tuner}: choose hyperband, bayesian or random")
     oracle.seed_values = seed_values
     return oracle
 
@@ -438,13 +438,13 @@ def open_tuner_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.S
 def _check_engine(study: optuna.Study, config: SearchConfig) -> None:
     others = [t.number for t in study.trials if t.user_attrs.get("engine") != ENGINE]
     if others:
-        raise DataError(
+        raise ConfigError(
             f"study {config.study!r} holds {len(others)} trial(s) of the Optuna engine; a "
             "KerasTuner search needs a study of its own: pick a new --study"
         )
     project = project_dir(config)
     if study.trials and not (project / "oracle.json").is_file():
-        raise DataError(
+        raise ConfigError(
             f"study {config.study!r} holds {len(study.trials)} KerasTuner trial(s) but their "
             f"KerasTuner project {project} is missing; restore it, or pick a new --study"
         )
@@ -481,13 +481,13 @@ def _check_project(config: SearchConfig, data: TrainingData) -> None:
         data_then = {key: then.pop(key) for key in DATA_KEYS if key in then}
         changed = data_changed(data_then, data)
         if changed or then != {k: v for k, v in now.items() if k not in DATA_KEYS}:
-            raise DataError(
+            raise ConfigError(
                 f"{path.parent} was made with other settings ({changed or then}; now "
                 f"{settings}); delete that folder to start over, or pick a new --study"
             )
         return
     if (project_dir(config) / "oracle.json").is_file():
-        raise DataError(f"{path.parent} holds a KerasTuner project not made by search.run")
+        raise ConfigError(f"{path.parent} holds a KerasTuner project not made by search.run")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=1) + "\n")
 
@@ -561,6 +561,6 @@ def _require_bayesian_packages() -> None:
         import scipy  # noqa: F401
         import sklearn  # noqa: F401
     except ImportError:
-        raise DataError(
+        raise SetupError(
             "--tuner bayesian needs scikit-learn and scipy: pip install scikit-learn"
         ) from None

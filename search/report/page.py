@@ -14,7 +14,7 @@ import optuna
 import plotly.offline
 from optuna.trial import TrialState
 
-from pcam.errors import DataError
+from pcam.errors import ConfigError
 from pcam.publish import write_text
 from search.config import redacted, spoken_duration
 from search.console import trial_seconds
@@ -130,7 +130,9 @@ def plot_id_of(title: str) -> str:
 def render_report(study: optuna.Study, *, now: datetime.datetime | None = None) -> str:
     """The whole page as one HTML string (plotly.js included)."""
     if len(study.directions) != 1:
-        raise DataError(f"study {study.study_name!r} has several objectives; the report needs one")
+        raise ConfigError(
+            f"study {study.study_name!r} has several objectives; the report needs one"
+        )
     now = now or datetime.datetime.now()
     facts = StudyFacts(study, study.get_trials(deepcopy=False))
     figures: dict[str, Any] = {}

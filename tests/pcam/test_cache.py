@@ -19,7 +19,7 @@ from PIL import Image
 import pcam.cache
 from pcam.cache import cache_folder
 from pcam.data import load_split
-from pcam.errors import DataError
+from pcam.errors import StorageError
 from pcam.layouts import detect
 from tests.helpers import patch, write_kaggle
 
@@ -212,7 +212,7 @@ def test_a_disk_that_fills_during_the_build_is_one_clear_error_and_leaves_nothin
         real_save(path, array)
 
     monkeypatch.setattr(pcam.cache.np, "save", save_on_a_full_disk)
-    with pytest.raises(DataError, match=r"no space left on the device of .* PCAM_CACHE_DIR"):
+    with pytest.raises(StorageError, match=r"no space left on the device of .* PCAM_CACHE_DIR"):
         load_split(root, "train", progress=False)
     folder = cache_folder(detect(root), "train")
     assert list(folder.parent.iterdir()) == []  # no cache and no staging folder

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pcam.data import SAME_SLIDES, VAL_DATA, load_training_data
-from pcam.errors import DataError
+from pcam.errors import PcamError
 from tests.helpers import write_folders, write_kaggle
 
 
@@ -119,7 +119,7 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_validation_input_is_one_clear_error(tiny_synthetic, tmp_path, case):
     make, expected = BAD_INPUTS[case]
-    with pytest.raises(DataError) as error:
+    with pytest.raises(PcamError) as error:
         load_training_data(tiny_synthetic, progress=False, **make(tiny_synthetic, tmp_path))
     message = str(error.value)
     assert expected in message and "\n" not in message

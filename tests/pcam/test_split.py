@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pcam.data import load_training_data
-from pcam.errors import DataError
+from pcam.errors import ConfigError, DataError
 from pcam.split import MIN_PER_CLASS, balanced_subsample, partition, stratified_split
 from tests.helpers import write_folders, write_hdf5
 
@@ -65,7 +65,7 @@ def _per_class(labels: np.ndarray, rows: np.ndarray) -> list[int]:
 
 def test_a_limit_leaving_one_class_in_validation_is_refused_with_one_that_works():
     labels = np.array([0] * 72 + [1] * 48)
-    with pytest.raises(DataError) as refused:
+    with pytest.raises(ConfigError) as refused:
         partition(labels, seed=0, val_fraction=0.2, limit=9)
     message = str(refused.value)
     assert message.startswith("--limit 9 leaves 0 patches of class 1 (positive) for validation")
@@ -80,7 +80,7 @@ def test_every_accepted_limit_leaves_both_classes_in_both_parts():
     for limit in range(-1, 80):
         try:
             rows = partition(labels, seed=1, val_fraction=0.25, limit=limit)
-        except DataError:
+        except ConfigError:
             continue
         accepted.append(limit)
         assert min(_per_class(labels, rows.train)) >= MIN_PER_CLASS, limit
@@ -90,10 +90,10 @@ def test_every_accepted_limit_leaves_both_classes_in_both_parts():
 
 def test_a_val_fraction_leaving_one_patch_of_a_class_is_refused():
     labels = np.array([0] * 72 + [1] * 48)
-    with pytest.raises(DataError, match=r"^--val-fraction 0\.01 leaves 1 patch of class 0 .*"
+    with pytest.raises(ConfigError, match=r"^--val-fraction 0\.01 leaves 1 patch of class 0 .*"
                        r"use --val-fraction 0\.04$"):  # fmt: skip
         partition(labels, seed=0, val_fraction=0.01)
-    with pytest.raises(DataError, match=r"^--val-fraction 0\.99 leaves 1 patch .* for training"):
+    with pytest.raises(ConfigError, match=r"^--val-fraction 0\.99 leaves 1 patch .* for training"):
         partition(labels, seed=0, val_fraction=0.99)
 
 
@@ -106,7 +106,7 @@ def test_a_labelled_set_too_small_to_split_is_refused(tmp_path):
 def test_hdf5_limits_and_validation_splits_without_both_classes_are_refused(tmp_path):
     root = write_hdf5(tmp_path / "h", sizes={"train": 8, "valid": 6})
     for limit in (0, 5):
-        with pytest.raises(DataError, match=f"^--limit {limit} leaves 0 patches of class"):
+        with pytest.raises(ConfigError, match=f"^--limit {limit} leaves 0 patches of class"):
             load_training_data(root, limit=limit, progress=False)
     short = write_hdf5(tmp_path / "short", sizes={"train": 8, "valid": 3})
     with pytest.raises(DataError, match=r"own split leaves 1 patch of class 1 .* for validation"):

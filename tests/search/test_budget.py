@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from pcam.data import load_training_data
-from pcam.errors import DataError
+from pcam.errors import ConfigError
 from search.config import SearchConfig, parse_budget
 from search.objective import Objective
 from search.priors import PRIOR_ROLE, PRIORS, SEED_BASELINE_ROLE, WARM_START_ROLE
@@ -266,7 +266,7 @@ def test_warm_start_enqueues_the_top_trials_of_an_earlier_study(tmp_path, tiny_s
 
 def test_a_missing_warm_start_study_is_a_clear_error(tmp_path, tiny_synthetic, data):
     config = _config(tmp_path, tiny_synthetic, warm_start="nowhere")
-    with pytest.raises(DataError, match="--warm-start nowhere: no study database"):
+    with pytest.raises(ConfigError, match="--warm-start nowhere: no study database"):
         open_study(config, data)
     # nothing half-made is left for the next run to resume
     assert "budget" not in optuna.get_all_study_names(storage=config.storage_url)
@@ -280,7 +280,7 @@ def test_a_study_of_the_old_space_is_refused_with_what_to_do(tmp_path, tiny_synt
     old = {k: v for k, v in config.study_defining().items() if k != "space"}
     study.set_user_attr("study_defining", old)  # made when epochs were a searched value
     study.set_user_attr("data_fingerprint", data.fingerprint)
-    with pytest.raises(DataError, match="older pcam-search") as refused:
+    with pytest.raises(ConfigError, match="older pcam-search") as refused:
         open_study(config, data)
     assert "python -m search.submit --study budget" in str(refused.value)
     assert "new --study" in str(refused.value)
@@ -314,7 +314,7 @@ def test_a_trial_that_went_on_from_a_hyperband_parent_is_not_retrained_as_if_fro
     )
     # the defaults choose among trials trained from scratch
     assert [t.number for t in choose_trials(study, ensemble=1)] == [0]
-    with pytest.raises(DataError, match=r"trial 2 went on from the weights of KerasTuner Hyper"):
+    with pytest.raises(ConfigError, match=r"trial 2 went on from the weights of KerasTuner Hyper"):
         choose_trials(study, trial=2)
     assert [t.number for t in choose_trials(study, trial=1)] == [1]
 

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from PIL import Image
 
 from pcam import publish
-from pcam.errors import DataError
+from pcam.errors import ConfigError
 from search import report
 from search.report import figures, pruning_savings, write_report
 from search.space import seed_baseline_values, suggest
@@ -356,7 +356,7 @@ def test_cli_writes_the_default_path_and_rejects_an_unknown_study(tmp_path, monk
     assert (tmp_path / "studies" / "demo" / "report.html").is_file()
     assert report.main(["--study", "demo", "--out", "elsewhere/r.html"]) == 0
     assert (tmp_path / "elsewhere" / "r.html").is_file()
-    with pytest.raises(DataError, match=r"sqlite:///studies/nope.db: no such file"):
+    with pytest.raises(ConfigError, match=r"sqlite:///studies/nope.db: no such file"):
         report.main(["--study", "nope"])
     assert not (tmp_path / "studies" / "nope.db").exists()  # looking created nothing
     command = ["-m", "search.report", "--study", "nope", "--storage", "sqlite:///studies/demo.db"]

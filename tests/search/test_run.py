@@ -22,7 +22,7 @@ import sqlalchemy
 import sqlalchemy.event
 from optuna.trial import TrialState
 
-from pcam.errors import run_cli
+from pcam.errors import ConfigError, run_cli
 from search import run, runner
 from search.config import SearchConfig
 from search.runner import run_search, summary
@@ -482,7 +482,7 @@ def test_a_split_that_cannot_be_scored_is_refused_in_one_line(
     tmp_path, monkeypatch, capsys, layout, args, expected
 ):
     """Before any trial: exit 2, one line naming the value and the fix (the command as
-    ``run_cli`` runs it, in this process: a DataError, never a traceback)."""
+    ``run_cli`` runs it, in this process: a PcamError, never a traceback)."""
     root = WRITERS[layout](tmp_path / layout)
     monkeypatch.chdir(tmp_path)
     argv = ["--data", str(root), *args, "--trials", "1", "--max-epochs", "1", "--no-progress"]
@@ -509,7 +509,6 @@ def _groups_csv(data: Path, path: Path, *, groups: int = 12) -> Path:
 def test_validation_is_recorded_and_a_resume_with_other_validation_is_refused(
     tmp_path, tiny_synthetic
 ):
-    from pcam.errors import DataError
     from search.study import open_study, validation_caveat
     from search.submission import load_study_data
 
@@ -533,7 +532,9 @@ def test_validation_is_recorded_and_a_resume_with_other_validation_is_refused(
         {"groups": None, "val_data": str(folders)},
     ):
         other = _config(tmp_path, tiny_synthetic, **changed)
-        with pytest.raises(DataError, match=r"validation: whole groups of --groups .*slides\.csv"):
+        with pytest.raises(
+            ConfigError, match=r"validation: whole groups of --groups .*slides\.csv"
+        ):
             open_study(other, runner.load_data(other))
 
     plain = _config(tmp_path, tiny_synthetic, study="plain")

@@ -10,7 +10,7 @@ from importlib import resources
 import optuna
 import pytest
 
-from pcam.errors import DataError
+from pcam.errors import ConfigError
 from pcam.model import SEED_BASELINE, ModelParams
 from search.config import SearchConfig
 from search.priors import PRIORS, prior_values
@@ -211,5 +211,5 @@ def test_a_bad_space_file_is_refused_in_one_line_naming_the_key(tmp_path, text, 
 def test_the_keras_tuner_engine_refuses_a_space_file(tmp_path):
     path = tmp_path / "narrow.toml"
     path.write_text(NARROWING)
-    with pytest.raises(DataError, match="--space: the Optuna engine's; --engine keras-tuner"):
+    with pytest.raises(ConfigError, match="--space: the Optuna engine's; --engine keras-tuner"):
         SearchConfig(space=str(path), engine="keras-tuner")

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from pcam.errors import DataError
+from pcam.errors import StorageError
 from search import run, runner, study, submission
 from search.config import SearchConfig
 
@@ -43,7 +43,7 @@ OPENERS = [_open_by_run, _open_by_submit, _open_by_report]
     ],
 )
 def test_a_bad_url_or_missing_driver_is_one_clear_line(opener, url, said):
-    with pytest.raises(DataError) as raised:
+    with pytest.raises(StorageError) as raised:
         opener(url)
     message = str(raised.value)
     assert said in message and "s3cret" not in message
@@ -79,7 +79,7 @@ def test_a_read_only_database_is_one_line_saying_so_and_can_still_be_reported(tm
     optuna.create_study(study_name="pcam", storage=url)
     undo = _make_read_only(database)
     try:
-        with pytest.raises(DataError) as raised:
+        with pytest.raises(StorageError) as raised:
             _open_by_run(url)
         assert "read-only: make it writable" in str(raised.value)
         assert _open_by_report(url).study_name == "pcam"  # reading needs no write

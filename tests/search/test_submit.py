@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from pcam.data import Subset, TrainingData
-from pcam.errors import DataError
+from pcam.errors import ConfigError, DataError, StorageError
 from pcam.layouts import Layout
 from pcam.metrics import roc_auc
 from pcam.model import ModelParams, build
@@ -345,9 +345,9 @@ def test_choose_trials_ranks_complete_trials_best_first():
     assert [t.number for t in choose_trials(study)] == [2]
     assert [t.number for t in choose_trials(study, ensemble=3)] == [2, 3, 0]
     assert [t.number for t in choose_trials(study, trial=0)] == [0]
-    with pytest.raises(DataError, match=r"trial 1 .* is PRUNED"):
+    with pytest.raises(ConfigError, match=r"trial 1 .* is PRUNED"):
         choose_trials(study, trial=1)
-    with pytest.raises(DataError, match="only 3 complete"):
+    with pytest.raises(ConfigError, match="only 3 complete"):
         choose_trials(study, ensemble=4)
 
 
@@ -388,13 +388,13 @@ def test_cli_unknown_study_exits_2_without_traceback(tiny_study, tmp_path):
 
 
 def test_missing_database_is_refused_and_not_created(tmp_path):
-    with pytest.raises(DataError, match="no study database"):
+    with pytest.raises(ConfigError, match="no study database"):
         submit(SubmitConfig(study="absent", out=str(tmp_path / "out"), progress=False))
     assert not (tmp_path / "studies").exists()
 
 
 def test_unknown_trial_number(tiny_study, tmp_path):
-    with pytest.raises(DataError, match="has no trial 99"):
+    with pytest.raises(ConfigError, match="has no trial 99"):
         submit(tiny_study.config(tmp_path / "out", trial=99))
 
 
@@ -405,7 +405,7 @@ def test_study_without_a_complete_trial(tiny_study, tmp_path):
         study.set_user_attr(key, value)
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
     config = SubmitConfig(study="empty", storage=storage, out=str(tmp_path / "out"))
-    with pytest.raises(DataError, match="no complete trial"):
+    with pytest.raises(ConfigError, match="no complete trial"):
         submit(config)
     assert not (tmp_path / "out").exists()
 
@@ -522,7 +522,7 @@ def test_a_full_disk_during_the_export_leaves_the_previous_model_and_submission(
 
         monkeypatch.setattr(Path, "open", open_onto_a_full_disk)
 
-    with pytest.raises(DataError, match=r"no space left on the device of .*untouched"):
+    with pytest.raises(StorageError, match=r"no space left on the device of .*untouched"):
         submit(tiny_study.config(out, tta="none"))
     assert (out / "submission.csv").read_text() == "id,label\nold,0.5\n"
     assert (out / "best" / "model.json").read_text() == '{"old": true}\n'

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from pcam.errors import DataError
+from pcam.errors import ConfigError
 from pcam.synth import generate
 from search.config import SearchConfig
 from search.run import parse_args
@@ -110,7 +110,7 @@ def test_command_line_picks_the_engine_and_refuses_conflicts() -> None:
     for argv in (["--engine", "keras-tuner", "--pruner", "median"], ["--tuner", "random"]):
         with pytest.raises(SystemExit):
             parse_args(argv)
-    with pytest.raises(DataError, match="one worker"):
+    with pytest.raises(ConfigError, match="one worker"):
         SearchConfig(engine="keras-tuner", workers=2)
 
 
@@ -238,7 +238,7 @@ def test_models_over_max_params_are_pruned_without_training(tmp_path, synthetic)
     assert "over --max-params" in trials[0].user_attrs["prune_reason"]
     assert not any(t.intermediate_values for t in trials)
     # the study, and its KerasTuner project, belong to one tuner
-    with pytest.raises(DataError, match="tuner"):
+    with pytest.raises(ConfigError, match="tuner"):
         run_search(replace(config, tuner="hyperband", trials=3))
 
 
@@ -246,7 +246,7 @@ def test_a_study_of_the_optuna_engine_is_not_mixed_in(tmp_path, synthetic) -> No
     config = _config(tmp_path, synthetic)
     study = optuna.create_study(study_name="kt", storage=config.storage, direction="maximize")
     study.add_trial(optuna.trial.create_trial(value=0.5))
-    with pytest.raises(DataError, match="Optuna engine"):
+    with pytest.raises(ConfigError, match="Optuna engine"):
         run_search(config)
 
 
@@ -266,9 +266,9 @@ def test_a_project_reloads_only_with_its_space_and_one_made_before_it_was_record
     assert settings["study_defining"]["search_space"]["crop"] == {"choices": [32, 48, 64, 96]}
     _check_project(config, data)
     _check_project(config, SimpleNamespace(fingerprint="f2", content="c1", **split))  # new times
-    with pytest.raises(DataError, match="made with other settings"):
+    with pytest.raises(ConfigError, match="made with other settings"):
         _check_project(config, SimpleNamespace(fingerprint="f2", content="c2", **split))
-    with pytest.raises(DataError, match="validation: a random split then, whole groups"):
+    with pytest.raises(ConfigError, match="validation: a random split then, whole groups"):
         groups = {"validation": "groups:ab12", "validation_note": "whole groups of --groups g"}
         _check_project(config, SimpleNamespace(fingerprint="f1", content="c1", **groups))
     del settings["data_content"]  # as written before the content was recorded
@@ -277,7 +277,7 @@ def test_a_project_reloads_only_with_its_space_and_one_made_before_it_was_record
     _check_project(config, data)
     settings["study_defining"]["search_space"]["crop"] = {"choices": [64]}
     path.write_text(json.dumps(settings))
-    with pytest.raises(DataError, match="made with other settings"):
+    with pytest.raises(ConfigError, match="made with other settings"):
         _check_project(config, data)
     del settings["study_defining"]["search_space"]  # as written before the space was recorded
     path.write_text(json.dumps(settings))
