@@ -186,7 +186,8 @@ def train_once(
         "changes": changes,
         "params": params.to_dict(),
         "weights": count_params(params),
-        "val_auc": result.val_auc,
+        "val_auc": result.best_val_auc,
+        "val_auc_curve": result.val_auc,
         "best_epoch": result.best_epoch,
         "test": test_scores(labels, plain),
         "test_tta_d8": test_scores(labels, d8),
@@ -333,6 +334,13 @@ def versus_recipe(unseen: dict[str, Any] | None, recipe: dict[str, Any] | None) 
     return f"{difference:+.4f} ({low:+.3f} to {high:+.3f})"
 
 
+def best_validation(result: dict[str, Any]) -> float | None:
+    """An arm's validation AUC at its best epoch (arms saved before that was kept apart from
+    the curve stored the whole curve under ``val_auc``)."""
+    value = result.get("val_auc")
+    return max(value) if isinstance(value, list) else value
+
+
 def table(split_id: str) -> str:
     """The Markdown table of every saved result of this split."""
     rows = []
@@ -372,14 +380,15 @@ def table(split_id: str) -> str:
             tta = interval(result["test_tta_d8"])
             detail = f"best epoch {result['best_epoch']}"
         unseen = result.get("unseen")
+        validation = best_validation(result)
         rows.append(
             [
                 name,
                 interval(result["test"]),
                 tta,
                 interval(unseen) if unseen else "not measured",
-                f"{result['val_auc']:.4f}" if result.get("val_auc") else "–",
-                f"{result['val_auc'] - unseen['auc']:+.4f}" if unseen else "–",
+                f"{validation:.4f}" if validation else "–",
+                f"{validation - unseen['auc']:+.4f}" if unseen and validation else "–",
                 f"{unseen['mean_probability']:.2f}" if unseen else "–",
                 versus_recipe(unseen, recipe),
                 f"{result['wall_seconds'] / 60:.1f} min",

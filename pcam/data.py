@@ -145,6 +145,7 @@ def load_training_data(
         class_counts(val_split.labels),
         val_fraction=val_fraction,
         limit=limit,
+        val_source=None if val_data is None else f"--val-data {val_data}",
     )
     train_rows = np.arange(len(train_split))
     val_rows = np.arange(len(val_split))

@@ -84,13 +84,15 @@ def require_scorable(
     *,
     val_fraction: float,
     limit: int | None,
+    val_source: str | None = None,
 ) -> None:
     """Refuse, before anything is drawn or trained, a partition whose training or validation
     part would hold fewer than ``MIN_PER_CLASS`` patches of a class.
 
     ``labelled`` is (negatives, positives) of the labelled set; ``own_val`` those of a
-    validation split of the data set's own (PCam HDF5), or None when validation is drawn from
-    ``labelled``. The message names the value to change and what to change it to.
+    validation split of the data set's own (PCam HDF5), or of ``val_source`` (``--val-data
+    PATH``), or None when validation is drawn from ``labelled``. The message names the value
+    to change and what to change it to.
     """
     if not 0 < val_fraction < 1:
         raise ConfigError(f"--val-fraction {val_fraction}: must lie strictly between 0 and 1")
@@ -110,6 +112,8 @@ def require_scorable(
         )
         fix = "leave it out" if enough is None else f"use --limit {enough} or more, or leave it out"
         raise ConfigError(f"--limit {limit} leaves {short}; {needed}: {fix}")
+    if own_val is not None and val_source is not None:
+        raise DataError(f"{val_source} leaves {short}; {needed}: add labelled patches to it")
     if own_val is not None:
         raise DataError(
             f"the data set's own split leaves {short}; {needed}: restore the full split files"

@@ -113,6 +113,10 @@ BAD_INPUTS = {
         "also training patches",
     ),
     "val-data missing": (lambda d, t: {"val_data": t / "nowhere"}, "no such file or folder"),
+    "val-data with one patch of a class": (
+        lambda d, t: {"val_data": write_folders(t / "few", per_class=1)},
+        "few leaves 1 patch of class 0 (negative) for validation",
+    ),
 }
 
 
