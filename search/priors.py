@@ -45,18 +45,31 @@ HAND_RECIPE = ModelParams(
     epochs=20,
 )
 
+# Stain jitter for every prior: Kaggle's test slides come from other slides and stain
+# batches than its training patches. On bench_quality's split, the recipe with HED jitter 0.1
+# (the top of the space's range) scored 0.896 on 3,000 patches of unseen slides against the
+# plain recipe's 0.875, paired difference +0.021 (95% +0.013 to +0.029), one training seed
+# each; measured on the recipe, carried to the other two priors.
+PRIOR_HED_JITTER = 0.1
+
 # (name, params, evidence); the epoch count is the study's budget, whatever is written here.
 PRIORS: tuple[tuple[str, ModelParams, str], ...] = (
     (
         "hand_recipe",
-        HAND_RECIPE,
+        dataclasses.replace(HAND_RECIPE, hed_jitter=PRIOR_HED_JITTER),
         "issue 12: test AUC 0.944 against the seed design's 0.856, trained once; on "
-        "bench_quality's locked split (20 epochs) 0.890 against the seed design's 0.855",
+        "bench_quality's locked split (20 epochs) 0.890 against the seed design's 0.855; "
+        "with HED jitter 0.1, unseen slides 0.896 against 0.875 without it",
     ),
     (
         "recipe_cosine",
         dataclasses.replace(
-            HAND_RECIPE, schedule="cosine", warmup=0.05, weight_decay=1e-2, learning_rate=2e-3
+            HAND_RECIPE,
+            schedule="cosine",
+            warmup=0.05,
+            weight_decay=1e-2,
+            learning_rate=2e-3,
+            hed_jitter=PRIOR_HED_JITTER,
         ),
         "the recipe with a warmed-up cosine schedule and decoupled weight decay: "
         "He et al. 2019 ('Bag of Tricks') report both as consistent gains on CNNs, and a "
@@ -73,6 +86,7 @@ PRIORS: tuple[tuple[str, ModelParams, str], ...] = (
             schedule="one_cycle",
             learning_rate=3e-3,
             weight_decay=1e-3,
+            hed_jitter=PRIOR_HED_JITTER,
         ),
         "the whole 96×96 patch and one block more: the PCam baselines of Veeling et al. 2018 "
         "see the whole patch; one-cycle (Smith 2018) trains a fixed budget fast at a high "
