@@ -7,8 +7,7 @@ stays cheap: Keras (and its backend) loads only with the names that need it (``b
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pcam.exports import lazy_exports
 
 # name -> the module that defines it
 _PUBLIC = {
@@ -37,10 +36,4 @@ _PUBLIC = {
     "generate": "pcam.synth",
 }
 
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'pcam' has no attribute {name!r}")
-    return getattr(importlib.import_module(_PUBLIC[name]), name)
+__all__, __getattr__ = lazy_exports(__name__, _PUBLIC)

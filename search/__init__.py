@@ -7,8 +7,7 @@ loads neither Optuna's samplers nor Keras). The commands are ``python -m search.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pcam.exports import lazy_exports
 
 # name -> the module that defines it
 _PUBLIC = {
@@ -28,10 +27,4 @@ _PUBLIC = {
     "write_report": "search.report",
 }
 
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'search' has no attribute {name!r}")
-    return getattr(importlib.import_module(_PUBLIC[name]), name)
+__all__, __getattr__ = lazy_exports(__name__, _PUBLIC)
