@@ -140,8 +140,9 @@ def choose_trials(
     complete = sorted(
         (t for t in trials if t.state == TrialState.COMPLETE), key=_ranked_value, reverse=True
     )
-    numbers = [t.number for t in sorted(complete, key=lambda t: t.number)]
-    from_scratch = [t.number for t in sorted(complete, key=lambda t: t.number) if not _promoted(t)]
+    by_number = sorted(complete, key=lambda t: t.number)
+    numbers = [t.number for t in by_number]
+    from_scratch = [t.number for t in by_number if not _promoted(t)]
     if trial is not None:
         chosen = next((t for t in trials if t.number == trial), None)
         if chosen is None:
