@@ -14,9 +14,9 @@ import shlex
 from pcam.augment import TTA_MODES
 from pcam.cli import command_parser
 from pcam.errors import run_cli
-from search.config import STORAGE_ENV
 from search.console import sigterm_as_interrupt
 from search.exported import MODEL_FILE
+from search.options import STORAGE_ENV
 from search.submission import AUTO_ENSEMBLE, FIT_ON, SubmitConfig, SubmitOutcome, submit
 
 KAGGLE_COMPETITION = "histopathologic-cancer-detection"

@@ -14,6 +14,7 @@ worker records its finished trial would leave that trial RUNNING until its heart
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -23,8 +24,9 @@ import time
 import optuna
 
 from pcam.errors import Terminated
-from search.config import STARTED_ENV, STORAGE_ENV, SearchConfig
+from search.config import STARTED_ENV, SearchConfig
 from search.console import progress_bar, sigterm_as_interrupt
+from search.options import STORAGE_ENV
 from search.study import STORAGE_ERRORS, finished_trials
 
 # How long a stopped worker may take to mark its trial failed and exit before it is killed.
@@ -32,44 +34,14 @@ WORKER_STOP_SECONDS = 60
 
 
 def worker_argv(config: SearchConfig, index: int) -> list[str]:
-    """The command line of worker ``index``: this search's settings, one process."""
-    argv = [
-        sys.executable, "-m", "search.run",
-        "--study", config.study,
-        "--trials", str(config.trials),
-        "--sampler", config.sampler,
-        "--pruner", config.pruner,
-        "--seed", str(config.seed),
-        "--max-epochs", str(config.max_epochs),
-        "--val-fraction", str(config.val_fraction),
-        "--max-params", str(config.max_params),
-        "--heartbeat", str(config.heartbeat),
-        "--recycle-after", str(config.recycle_after),
-        "--precision", config.precision,
-        "--jit-compile", config.jit_compile,
-        "--workers", "1",
-        "--worker-index", str(index),
-        "--no-progress",
-        "--no-report",
-    ]  # fmt: skip
-    if config.data:
-        argv += ["--data", config.data]
-    if config.limit is not None:
-        argv += ["--limit", str(config.limit)]
-    if config.groups is not None:
-        argv += ["--groups", config.groups]
-    if config.val_data is not None:
-        argv += ["--val-data", config.val_data]
-    if config.val_batch_size is not None:
-        argv += ["--val-batch-size", str(config.val_batch_size)]
-    if config.timeout is not None:
-        argv += ["--timeout", str(config.timeout)]
-    if config.budget is not None:
-        argv += ["--budget", f"{config.budget}s"]
-    if config.space is not None:
-        argv += ["--space", config.space]
-    if config.max_trial_minutes is not None:
-        argv += ["--max-trial-minutes", str(config.max_trial_minutes)]
+    """The command line of worker ``index``: this search's settings, one process, quiet."""
+    worker = dataclasses.replace(
+        config, workers=1, worker_index=index, progress=False, report=False
+    )
+    argv = [sys.executable, "-m", "search.run"]
+    for option in worker.OPTIONS:
+        if option.inherit:
+            argv += option.argv(getattr(worker, option.name))
     return argv
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import optuna
 
 from pcam.cli import command_parser
-from search.config import STORAGE_ENV, SearchConfig
+from search.config import SearchConfig
+from search.options import STORAGE_ENV
 from search.report.page import write_report
 from search.study import load_existing_study
 

@@ -13,8 +13,9 @@ from optuna.trial import TrialState
 
 from pcam.data import load_training_data
 from pcam.errors import ConfigError
-from search.config import SearchConfig, parse_budget
+from search.config import SearchConfig
 from search.objective import Objective
+from search.options import parse_budget
 from search.priors import PRIOR_ROLE, PRIORS, SEED_BASELINE_ROLE, WARM_START_ROLE
 from search.runner import run_search, summary
 from search.space import seed_baseline_values, suggest
