@@ -32,6 +32,8 @@ from pathlib import Path
 
 from common import DEFAULT_SAMPLE, REPO, describe_machine, format_table, machine_info, write_results
 
+from pcam.errors import run_cli
+
 TRIALS_SCRIPT = """
 import gc, json, os, sys, time
 import keras, optuna
@@ -144,4 +146,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from common import CpuWindow, describe_machine, machine_info, synthetic_set, write_results
 
 import pcam.cache
+from pcam.errors import run_cli
 from pcam.layouts import detect, open_split
 
 
@@ -91,4 +91,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

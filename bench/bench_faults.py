@@ -27,6 +27,8 @@ from pathlib import Path
 
 from common import DEFAULT_SAMPLE, REPO, describe_machine, machine_info, write_results
 
+from pcam.errors import run_cli
+
 # What every finished trial of the Optuna engine records (search/objective.py).
 TRIAL_ATTRIBUTES = ("worker", "runtime", "params_count", "training_seed")
 
@@ -177,4 +179,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import optuna
 
 from pcam.data import load_training_data
+from pcam.errors import run_cli
 from pcam.model import SEED_BASELINE, build
 from pcam.runtime import resolve
 from pcam.synth import generate
@@ -219,4 +219,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -39,6 +39,8 @@ from pathlib import Path
 
 from common import DEFAULT_SAMPLE, REPO, describe_machine, format_table, machine_info, write_results
 
+from pcam.errors import run_cli
+
 ARMS = ("plain", "one-process", "recycled")
 BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 POLL_SECONDS = 0.5
@@ -266,4 +268,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

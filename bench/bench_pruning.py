@@ -20,13 +20,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 
 import numpy as np
 import optuna
 from common import RESULTS, describe_machine, format_table, machine_info, write_results
 
+from pcam.errors import run_cli
 from search.study import make_pruner
 
 BUDGET = 12
@@ -135,4 +135,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -71,6 +71,8 @@ from common import (
     write_results,
 )
 
+from pcam.errors import run_cli
+
 QUALITY = RESULTS / "quality"
 TEST_PATCHES = 1000
 ARMS = ("seed", "recipe", "search")
@@ -507,4 +509,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

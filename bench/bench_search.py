@@ -37,6 +37,7 @@ from common import (
 )
 
 from pcam.data import load_training_data
+from pcam.errors import run_cli
 from pcam.model import SEED_BASELINE, build
 from pcam.runtime import CPU_DEFAULT
 from pcam.train import release_memory
@@ -281,4 +282,4 @@ def _span(values: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

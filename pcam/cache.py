@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -39,6 +40,8 @@ from pcam.errors import DISK_FULL, DataError, StorageError, preview
 from pcam.images import PATCH_SHAPE, read_patch
 from pcam.layouts import Layout, SplitSource
 from pcam.publish import replace_folder
+
+logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 3  # 2: the manifest describes the files it vouches for; 3: and their content
 FILES = ("images.npy", "ids.npy", "labels.npy")
@@ -87,7 +90,7 @@ def load_or_build(
     if cached is not None:
         return cached
     if damage is not None:
-        print(f"note: the cache at {folder} {damage}; decoding the split again", file=sys.stderr)
+        logger.warning(f"note: the cache at {folder} {damage}; decoding the split again")
     _build(source, folder, workers=workers, progress=progress)
     cached, damage = _open_if_current(folder, source.fingerprint)
     assert cached is not None, f"cache at {folder} did not verify right after building: {damage}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from pcam.split import (
     partition,
     require_scorable,
 )
+
+logger = logging.getLogger(__name__)
 
 SYNTHETIC_DEFAULT = {"train": 1000, "test": 200, "seed": 0}
 # How validation patches were chosen (``TrainingData.validation``): a random share of the
@@ -83,7 +85,7 @@ def default_data_dir(cache_root: Path | None = None, *, progress: bool = True) -
     )
     if not (folder / "sample_submission.csv").is_file():
         if progress:
-            print(f"generating the embedded synthetic data set in {folder}", file=sys.stderr)
+            logger.info(f"generating the embedded synthetic data set in {folder}")
         generate(folder, n_train=spec["train"], n_test=spec["test"], seed=spec["seed"])
     return folder
 
@@ -99,7 +101,7 @@ def load_split(
     layout = detect(path)
     source = open_split(layout, split)
     for note in source.notes:
-        print(f"note: {note}", file=sys.stderr)
+        logger.warning(f"note: {note}")
     folder = cache_folder(layout, split, cache_root)
     return layout, load_or_build(source, folder, progress=progress)
 

@@ -57,9 +57,13 @@ def preview(items: Sequence[object], *, limit: int = 5) -> str:
 
 
 def run_cli(main: Callable[[], int | None]) -> None:
-    """Run a command's main(); a PcamError becomes a one-line message and exit status 2."""
+    """Run a command's main() with the library's lines on stderr (``pcam.logs``); a
+    PcamError becomes a one-line message and exit status 2."""
+    from pcam.logs import command_logging
+
     try:
-        status = main()
+        with command_logging():
+            status = main()
     except PcamError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -1,8 +1,9 @@
 """What a search says on the terminal, and how the terminal stops it.
 
-One line per finished trial (``describe_trial``) and the log lines of both engines go to
-stderr, so stdout keeps the closing summary alone. SIGTERM stops a search as Ctrl-C does.
-Both engines, the worker supervisor and the report import from here.
+One line per finished trial (``describe_trial``), logged like every other line of both
+engines; the command's handler puts them on stderr, so stdout keeps the closing summary
+alone. SIGTERM stops a search as Ctrl-C does. Both engines, the worker supervisor and the
+report import from here.
 """
 
 from __future__ import annotations
@@ -43,10 +44,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def progress_bar(study: optuna.Study, config: SearchConfig, *, label: str = "") -> tqdm:

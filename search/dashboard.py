@@ -6,7 +6,7 @@ model, ``model.json``, submission) as study artifacts under ``studies/artifacts`
 
 from __future__ import annotations
 
-import sys
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +17,8 @@ from search.config import STUDIES_DIR, SearchConfig
 from search.priors import seed_baseline
 from search.ranking import top_trials, validation_interval
 from search.study import validation_caveat
+
+logger = logging.getLogger(__name__)
 
 METRIC_NAMES = ["val_auc"]
 ARTIFACTS_DIR = STUDIES_DIR / "artifacts"  # one store for every study, beside the databases
@@ -85,7 +87,7 @@ def upload_outputs(study: optuna.Study, files: list[Path], store: Path = ARTIFAC
         for file in files:
             upload_artifact(artifact_store=artifacts, file_path=str(file), study_or_trial=study)
     except OSError as error:
-        print(f"artifacts not stored in {store} ({error})", file=sys.stderr)
+        logger.warning(f"artifacts not stored in {store} ({error})")
 
 
 def dashboard_command(storage: str) -> str:

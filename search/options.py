@@ -332,6 +332,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("progress", "bool", True, "output", "no progress bars", flag="--no-progress"),
     Option(
+        "quiet", "bool", False, "output",
+        "only warnings and errors on stderr: no data, trial or report lines (the summary "
+        "still goes to stdout)",
+    ),
+    Option(
         "report", "bool", True, "output", "do not write the HTML report at the end",
         flag="--no-report",
     ),

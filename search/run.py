@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from pcam.cli import command_parser
 from pcam.errors import interrupt_status, run_cli
+from pcam.logs import command_level, command_logging
 from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig, config_class
 from search.options import GROUPS, OPTIONS, Option
 
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from search.workers import WorkersFailed
 
     try:
-        outcome = run_search(config)
+        with command_logging(command_level(quiet=config.quiet)):
+            outcome = run_search(config)
     except WorkersFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

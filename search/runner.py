@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -13,14 +12,12 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
 from pcam.data import TrainingData, default_data_dir, load_training_data
 from pcam.runtime import resolve
 from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig, spoken_duration
 from search.console import (
     describe_trial,
-    log,
     progress_bar,
     sigterm_as_interrupt,
     trial_seconds,
@@ -29,6 +26,8 @@ from search.dashboard import dashboard_command, name_metric, upload_outputs, wri
 from search.priors import seed_baseline
 from search.ranking import inside_interval, top_trials, validation_interval
 from search.study import STORAGE_ERRORS, finished_trials, open_study, validation_caveat
+
+logger = logging.getLogger(__name__)
 
 STORAGE_RETRIES = 5  # per process: a sixth storage error ends the worker
 STORAGE_RETRY_SECONDS = 5.0
@@ -80,14 +79,16 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes per new model
     data = load_data(config)
     if config.worker_index == 0:
-        log(f"data: {data.describe()}")
+        logger.info(f"data: {data.describe()}")
     if config.engine == "keras-tuner":
         return _run_keras_tuner(config, data)
     study, resumed = open_study(config, data)
     name_metric(study)
     already = finished_trials(study)
     if already >= config.trials:
-        log(f"study {config.study!r} already has {already} finished trials; raise --trials to add")
+        logger.info(
+            f"study {config.study!r} already has {already} finished trials; raise --trials to add"
+        )
         return SearchOutcome(study, resumed, 0)
     started_with = _started_trials(study)
     recycle = False
@@ -198,7 +199,7 @@ def _write_note(study: optuna.Study, config: SearchConfig) -> None:
     try:
         write_note(study, config)
     except STORAGE_ERRORS as error:  # the trials are stored; the note is a convenience
-        log(f"study note not written ({type(error).__name__}: {error})")
+        logger.warning(f"study note not written ({type(error).__name__}: {error})")
 
 
 def _write_report(study: optuna.Study, config: SearchConfig) -> None:
@@ -206,9 +207,9 @@ def _write_report(study: optuna.Study, config: SearchConfig) -> None:
 
     try:
         report = write_report(study, config.output_dir / "report.html")
-        log(f"report: {report}")
+        logger.info(f"report: {report}")
     except Exception as error:  # the trials are stored; a report problem must not fail the search
-        log(
+        logger.warning(
             f"report not written ({type(error).__name__}: {error}); "
             f"run python -m search.report --study {config.study}"
         )
@@ -235,7 +236,7 @@ def _optimize(
         jit_compile=config.jit_compile,
         val_batch_size=config.val_batch_size,
     )
-    log(f"worker {config.worker_index}: {runtime.describe()}")
+    logger.info(f"worker {config.worker_index}: {runtime.describe()}")
     objective = Objective(
         data,
         max_epochs=config.max_epochs,
@@ -253,7 +254,7 @@ def _optimize(
     def on_trial_end(study: optuna.Study, trial: FrozenTrial) -> None:
         if _is_surplus(trial):
             return
-        tqdm.write(describe_trial(trial), file=sys.stderr)
+        logger.info(describe_trial(trial))
         bar.n = finished_trials(study)
         bar.refresh()
 
@@ -281,7 +282,7 @@ def _optimize(
                 if failure is None:
                     retry = _retry_of(study, objective.last_trial)
                     if retry is not None:
-                        log(
+                        logger.warning(
                             f"worker {config.worker_index}: trial {objective.last_trial} was "
                             "taken for dead while it ran (its heartbeats could not reach the "
                             "storage), failed by another worker and re-run as trial "
@@ -289,7 +290,7 @@ def _optimize(
                         )
                         continue
                     if _told_elsewhere(error, study, objective.last_trial):
-                        log(
+                        logger.warning(
                             f"worker {config.worker_index}: trial {objective.last_trial} was "
                             "recorded by another worker that ran it too (a race between two "
                             "workers starting the same queued trial); its result here is "
@@ -307,7 +308,7 @@ def _optimize(
                 if storage_errors > STORAGE_RETRIES:
                     # search.run says what failed and what to do, in one line
                     raise failure from failure.__cause__
-                log(
+                logger.warning(
                     f"worker {config.worker_index}: storage error ({said}); retry "
                     f"{storage_errors} of {STORAGE_RETRIES} in {STORAGE_RETRY_SECONDS:.0f} s"
                 )
@@ -370,7 +371,7 @@ def _wait_for_slot(study: optuna.Study, config: SearchConfig, deadline: float | 
         if finished + running < config.trials:
             return True
         if not told:
-            log(
+            logger.info(
                 f"worker {config.worker_index}: {running} trial(s) still running fill the study; "
                 "waiting for them (a dead worker's trial is re-run after its heartbeat expires)"
             )

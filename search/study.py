@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from search.priors import (
 )
 from search.provenance import git_commit, package_versions
 from search.space import outside, seed_baseline_values, space_changes
+
+logger = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SQLITE_LOCK_SECONDS = 60.0  # how long a write waits for another process's lock on SQLite
@@ -89,10 +91,9 @@ class SteadyStorage(optuna.storages.RDBStorage):
         except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as error:
             if not self._quiet_since_error:
                 cause = error.__cause__ or error
-                print(
+                logger.warning(
                     f"a heartbeat was not recorded ({type(cause).__name__}: "
-                    f"{str(cause).splitlines()[0]}); the next one is tried as usual",
-                    file=sys.stderr,
+                    f"{str(cause).splitlines()[0]}); the next one is tried as usual"
                 )
             self._quiet_since_error = True
         else:
@@ -294,10 +295,9 @@ def fits(values: dict[str, Any], config: SearchConfig, what: str) -> bool:
     enqueued, and why."""
     misfits = outside(values, config.search_space)
     if misfits:
-        print(
+        logger.warning(
             f"--space {config.space}: {what} is not enqueued, outside the search space: "
-            f"{'; '.join(misfits)}",
-            file=sys.stderr,
+            f"{'; '.join(misfits)}"
         )
     return not misfits
 
@@ -314,10 +314,9 @@ def starting_points(config: SearchConfig) -> list[tuple[dict[str, Any], dict[str
         carried = warm_start_values(
             open_warm_start(config), config.warm_start_top, space=config.search_space
         )
-        print(
+        logger.info(
             f"warm start: {len(carried)} trial(s) of study {config.warm_start!r} enqueued "
-            f"(its top {config.warm_start_top} complete ones that fit today's search space)",
-            file=sys.stderr,
+            f"(its top {config.warm_start_top} complete ones that fit today's search space)"
         )
         for number, values in carried:
             origin = f"{config.warm_start}#{number}"
@@ -414,9 +413,8 @@ def check_resume(study: optuna.Study, config: SearchConfig, data: TrainingData) 
         study.set_user_attr("data_content", data.content)  # made before it was recorded
     if config.worker_index:
         return
-    print(
-        f"resuming study {config.study!r}: {finished_trials(study)} finished trial(s) so far",
-        file=sys.stderr,
+    logger.info(
+        f"resuming study {config.study!r}: {finished_trials(study)} finished trial(s) so far"
     )
 
 

@@ -19,6 +19,7 @@ when complete: a failed run leaves the previous pair untouched.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -40,7 +41,6 @@ from pcam.metrics import roc_auc
 from pcam.publish import replace_folder
 from pcam.runtime import Runtime, resolve
 from search.config import STUDIES_DIR, default_storage_url
-from search.console import log
 from search.dashboard import upload_outputs
 from search.exported import (
     METADATA_FILE,
@@ -54,6 +54,8 @@ from search.provenance import git_commit, package_versions
 from search.ranking import inside_interval
 from search.space import params_from_values
 from search.study import data_changed, load_existing_study
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # Keras loads when a model is trained: --help answers without it
     import keras
@@ -166,7 +168,7 @@ def choose_trials(
     promoted = [t.number for t in complete if _promoted(t)]
     complete = [t for t in complete if not _promoted(t)]
     if promoted:
-        log(
+        logger.warning(
             f"note: trial(s) {preview(promoted)} went on from KerasTuner Hyperband parents' "
             "weights and cannot be retrained as they were measured; choosing among the "
             f"{len(complete)} trained from scratch"
@@ -243,7 +245,7 @@ def fit_subset(data: TrainingData, *, fit_on: str) -> tuple[Subset, str]:
     if fit_on == "train":
         return data.train, "train"
     if data.train.images is not data.val.images:
-        log(
+        logger.warning(
             f"note: validation was {data.validation_note}, kept apart from the training "
             "files; the final model trains on the training split only"
         )
@@ -280,7 +282,7 @@ def retrain(
             f"trial {trial.number}'s values do not fit today's search space ({error})"
         ) from None
     epochs = int(trial.user_attrs.get("best_epoch", params.epochs))
-    log(
+    logger.info(
         f"retraining trial {trial.number} (validation AUC {trial.value:.4f}) on "
         f"{len(fit_data)} patches, seed {seed}: {params.schedule} schedule planned for "
         f"{params.epochs} epoch(s), stopped after epoch {epochs} (its best)"
@@ -382,7 +384,7 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     from pcam.train import release_memory
     from pcam.tta import predict_tta
 
-    log(
+    logger.info(
         f"members: {', '.join(f'trial {t.number} ({t.value:.4f})' for t in chosen)}"
         + (" — the best and its statistical ties" if config.ensemble is None else "")
     )
@@ -395,7 +397,7 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     submission = out / SUBMISSION_FILE
     staged_csv: Path | None = None
     runtime = resolve()
-    log(runtime.describe())
+    logger.info(runtime.describe())
     try:
         models, records = [], []
         for trial in chosen:
@@ -428,7 +430,7 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
         release_memory()
         # The submission comes from the exported file itself, exactly as search.predict sees it.
         exported, _ = load_exported(staging)
-        log(f"predicting {len(test_split)} test patches (tta {config.tta})")
+        logger.info(f"predicting {len(test_split)} test patches (tta {config.tta})")
         probabilities = predict_tta(exported, whole_split(test_split), mode=config.tta)
         staged_csv = stage_predictions(submission, test_split.ids, probabilities)
         replace_folder(staging, out / "best")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import sys
 import time
@@ -57,12 +58,14 @@ from pcam.train import (
     settle_before_trials,
 )
 from search.config import SearchConfig
-from search.console import describe_trial, log
+from search.console import describe_trial
 from search.objective import is_out_of_memory
 from search.priors import SEED_BASELINE_ROLE
 from search.record import RECORD_ATTRS, TrialRecord
 from search.space import SPACE, Dimension, params_from_values, seed_baseline_values, suggest
 from search.study import data_changed, finished_trials, open_mirror_study
+
+logger = logging.getLogger(__name__)
 
 ENGINE = "keras-tuner"
 OBJECTIVE = keras_tuner.Objective(VAL_AUC, "max")
@@ -404,7 +407,7 @@ class _EngineTuner:
             frozen = self.engine_run.copy.add(
                 self.oracle.trials[trial_id], self.record_of(trial_id)
             )
-            log(describe_trial(frozen) + f"  [KerasTuner trial {trial_id}]")
+            logger.info(describe_trial(frozen) + f"  [KerasTuner trial {trial_id}]")
 
 
 class _WithoutCheckpoints(keras_tuner.Tuner):
@@ -515,7 +518,7 @@ def run_keras_tuner(
         jit_compile=config.jit_compile,
         val_batch_size=config.val_batch_size,
     )
-    log(f"KerasTuner {config.tuner}: {runtime.describe()}; project {project_dir(config)}")
+    logger.info(f"KerasTuner {config.tuner}: {runtime.describe()}; project {project_dir(config)}")
     _check_project(config, data)
     run = _Run(
         copy=OptunaCopy(study, max_epochs=config.max_epochs),
@@ -543,7 +546,7 @@ def run_keras_tuner(
         )
         tuner.copy_finished()  # a trial that ended just before an interruption
         if finished_trials(study) >= config.trials:
-            log(
+            logger.info(
                 f"study {config.study!r} already has {finished_trials(study)} finished trials; "
                 "raise --trials to add"
             )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -28,6 +29,8 @@ from search.config import STARTED_ENV, SearchConfig
 from search.console import progress_bar, sigterm_as_interrupt
 from search.options import STORAGE_ENV
 from search.study import STORAGE_ERRORS, finished_trials
+
+logger = logging.getLogger(__name__)
 
 # How long a stopped worker may take to mark its trial failed and exit before it is killed.
 WORKER_STOP_SECONDS = 60
@@ -88,7 +91,7 @@ def supervise_workers(config: SearchConfig, study: optuna.Study, *, began: float
         )
         for index in range(1, config.workers + 1)
     ]
-    print(f"started {len(workers)} workers: pids {[w.pid for w in workers]}", file=sys.stderr)
+    logger.info(f"started {len(workers)} workers: pids {[w.pid for w in workers]}")
     bar = progress_bar(study, config, label=f" ({len(workers)} workers)")
     try:
         with bar, sigterm_as_interrupt():
@@ -118,7 +121,6 @@ def supervise_workers(config: SearchConfig, study: optuna.Study, *, began: float
             f"{config.study!r} holds {finished} of {config.trials} finished trials; "
             "run the same command to resume it"
         )
-    print(
-        f"note: worker {described} ended with an error; the other workers finished the study",
-        file=sys.stderr,
+    logger.warning(
+        f"note: worker {described} ended with an error; the other workers finished the study"
     )

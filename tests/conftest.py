@@ -36,6 +36,15 @@ def private_cache(tmp_path_factory, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def command_lines() -> Iterator[None]:
+    """The library's log lines on stderr as a command shows them, for capsys to read."""
+    from pcam.logs import command_logging
+
+    with command_logging():
+        yield
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 

@@ -182,7 +182,9 @@ def _flip_labels_keeping_the_time(folder: Path) -> None:  # only the checksum ca
     ],
     ids=["truncated", "edited", "labels-edited-time-kept"],
 )
-def test_a_cache_changed_after_its_build_is_rebuilt_not_trusted(tmp_path, capsys, damage, said):
+def test_a_cache_changed_after_its_build_is_rebuilt_not_trusted(
+    tmp_path, capsys, command_lines, damage, said
+):
     root = write_kaggle(tmp_path / "k")
     _, built = load_split(root, "train", progress=False)
     pixels, labels = np.array(built.images), np.array(built.labels)

@@ -91,7 +91,7 @@ def test_labels_without_images_are_refused(tmp_path):
     assert "t000, t001, t002, t003, t004 (and 2 more)" in message
 
 
-def test_images_without_labels_are_left_out_with_a_note(tmp_path, capsys):
+def test_images_without_labels_are_left_out_with_a_note(tmp_path, capsys, command_lines):
     root = write_kaggle(tmp_path / "k")
     Image.fromarray(patch(99)).save(root / "train" / "stray.tif")
     _, train = load_split(root, "train", progress=False)

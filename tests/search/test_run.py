@@ -373,7 +373,7 @@ def refused_trial_starts(count: int) -> Iterator[list[str]]:
 
 
 def test_a_trial_recorded_by_another_worker_meanwhile_is_dropped_and_the_search_goes_on(
-    tmp_path, tiny_synthetic, monkeypatch, capsys
+    tmp_path, tiny_synthetic, monkeypatch, capsys, command_lines
 ):
     """Two workers on SQLite can both start the same queued trial (Optuna's row lock is a
     no-op there); the one that finishes second may not record it. It says so in one line and
@@ -401,7 +401,7 @@ def test_a_trial_recorded_by_another_worker_meanwhile_is_dropped_and_the_search_
 
 
 def test_storage_errors_are_retried_five_times_5_s_apart(
-    tmp_path, tiny_synthetic, monkeypatch, capsys
+    tmp_path, tiny_synthetic, monkeypatch, capsys, command_lines
 ):
     """README: a worker rides out transient storage errors, logs each and retries up to 5
     times, 5 s apart; a sixth ends the search. The waits are recorded, not slept."""

@@ -150,7 +150,9 @@ def test_a_space_file_narrows_ranges_drops_choices_and_fixes_values(tmp_path):
     assert config.to_dict()["space"] == str(path)
 
 
-def test_priors_and_the_seed_baseline_outside_the_space_are_left_out(tmp_path, capsys):
+def test_priors_and_the_seed_baseline_outside_the_space_are_left_out(
+    tmp_path, capsys, command_lines
+):
     path = tmp_path / "narrow.toml"
     path.write_text(NARROWING)
     config = SearchConfig(space=str(path))
