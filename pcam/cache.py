@@ -155,66 +155,96 @@ def _remove_abandoned_builds(folder: Path) -> None:
 
 
 def _build(source: SplitSource, folder: Path, *, workers: int | None, progress: bool) -> None:
+    """Decode ``source`` into a staging sibling of ``folder`` and rename it into place only
+    when whole, so an interrupted build leaves nothing a later run would trust."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_builds(folder)
     staging = folder.parent / f".{folder.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        images = np.lib.format.open_memmap(
-            staging / "images.npy", mode="w+", dtype=np.uint8, shape=(len(source), *PATCH_SHAPE)
-        )
-        bar = tqdm(
-            total=len(source),
-            desc=f"decoding {source.name} ({source.layout})",
-            unit="img",
-            disable=bar_disable(progress),
-            file=sys.stderr,
-        )
-        errors: list[str] = []
         content = hashlib.sha256()  # chunks arrive in order: the hash of the whole array
-        with bar:
-            for start, chunk, chunk_errors in _decoded_chunks(source, workers):
-                images[start : start + len(chunk)] = chunk
-                content.update(np.ascontiguousarray(chunk).tobytes())
-                errors.extend(chunk_errors)
-                bar.update(len(chunk))
-        if errors:
-            raise DataError(
-                f"{len(errors)} image(s) of the {source.name} split could not be used — "
-                f"{preview(errors, limit=3)}"
-            )
-        images.flush()
-        del images
-        np.save(staging / "ids.npy", source.ids)
-        np.save(staging / "labels.npy", source.labels)
-        ids_labels = _checksum(np.load(staging / "ids.npy"), np.load(staging / "labels.npy"))
-        content.update(ids_labels.encode())
-        files = {}
-        for name in FILES:
-            stat = (staging / name).stat()
-            files[name] = [stat.st_size, stat.st_mtime_ns]
-        manifest = {
-            "format": CACHE_FORMAT,
-            "split": source.name,
-            "layout": source.layout,
-            "count": len(source),
-            "fingerprint": source.fingerprint,
-            "files": files,
-            "checksum": ids_labels,
-            "content": content.hexdigest(),
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        _decode_images(source, staging, content, workers=workers, progress=progress)
+        checksum = _save_ids_and_labels(source, staging)
+        content.update(checksum.encode())
+        _write_manifest(source, staging, checksum=checksum, content=content.hexdigest())
         replace_folder(staging, folder)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, OSError) and error.errno in DISK_FULL:
-            needed = len(source) * int(np.prod(PATCH_SHAPE))
-            raise StorageError(
-                f"no space left on the device of {folder.parent} while caching the "
-                f"{source.name} split ({needed / 2**30:.1f} GiB of images): free space there, "
-                "or set PCAM_CACHE_DIR to a folder on a larger disk"
-            ) from None
+            raise _disk_full(source, folder) from None
         raise
+
+
+def _decode_images(
+    source: SplitSource,
+    staging: Path,
+    content: hashlib._Hash,
+    *,
+    workers: int | None,
+    progress: bool,
+) -> None:
+    """Decode every image of ``source`` into ``staging/images.npy``, feeding the pixels to
+    ``content`` in order; a split with unusable images raises one DataError naming them."""
+    images = np.lib.format.open_memmap(
+        staging / "images.npy", mode="w+", dtype=np.uint8, shape=(len(source), *PATCH_SHAPE)
+    )
+    bar = tqdm(
+        total=len(source),
+        desc=f"decoding {source.name} ({source.layout})",
+        unit="img",
+        disable=bar_disable(progress),
+        file=sys.stderr,
+    )
+    errors: list[str] = []
+    with bar:
+        for start, chunk, chunk_errors in _decoded_chunks(source, workers):
+            images[start : start + len(chunk)] = chunk
+            content.update(np.ascontiguousarray(chunk).tobytes())
+            errors.extend(chunk_errors)
+            bar.update(len(chunk))
+    if errors:
+        raise DataError(
+            f"{len(errors)} image(s) of the {source.name} split could not be used — "
+            f"{preview(errors, limit=3)}"
+        )
+    images.flush()  # the map itself closes on return, before the manifest stats the file
+
+
+def _save_ids_and_labels(source: SplitSource, staging: Path) -> str:
+    """Write ``ids.npy`` and ``labels.npy``; the checksum of what was written, as read back."""
+    np.save(staging / "ids.npy", source.ids)
+    np.save(staging / "labels.npy", source.labels)
+    return _checksum(np.load(staging / "ids.npy"), np.load(staging / "labels.npy"))
+
+
+def _write_manifest(source: SplitSource, staging: Path, *, checksum: str, content: str) -> None:
+    """Write ``manifest.json`` last: the source's fingerprint and each cache file's size and
+    modification time, so a file changed after the build is noticed on opening."""
+    files = {}
+    for name in FILES:
+        stat = (staging / name).stat()
+        files[name] = [stat.st_size, stat.st_mtime_ns]
+    manifest = {
+        "format": CACHE_FORMAT,
+        "split": source.name,
+        "layout": source.layout,
+        "count": len(source),
+        "fingerprint": source.fingerprint,
+        "files": files,
+        "checksum": checksum,
+        "content": content,
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def _disk_full(source: SplitSource, folder: Path) -> StorageError:
+    """The error for a cache build that ran out of disk space, with the way out."""
+    needed = len(source) * int(np.prod(PATCH_SHAPE))
+    return StorageError(
+        f"no space left on the device of {folder.parent} while caching the "
+        f"{source.name} split ({needed / 2**30:.1f} GiB of images): free space there, "
+        "or set PCAM_CACHE_DIR to a folder on a larger disk"
+    )
 
 
 def _decoded_chunks(

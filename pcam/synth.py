@@ -41,6 +41,7 @@ SIZE = 96
 CENTRE = slice(32, 64)
 POSITIVE_CLUSTER_AT = (30.0, 66.0)  # a positive's cluster is centred over the centre region
 HAZE = 0.3  # peak haematoxylin of the haze around a tumour cluster (nuclei reach 1.0)
+JOB_SIZE = 200  # patches one worker renders per task
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
 _HAEMATOXYLIN = np.array([0.65, 0.70, 0.29], dtype=np.float32)
 _EOSIN = np.array([0.07, 0.99, 0.11], dtype=np.float32)
@@ -136,7 +137,12 @@ def patch_id(seed: int, split: str, index: int) -> str:
     return hashlib.sha1(f"pcam-synth/{seed}/{split}/{index}".encode()).hexdigest()
 
 
-def _write_chunk(job: tuple[Path, str, int, list[int], list[int]]) -> int:
+# One worker's share of a split: (folder, split, seed, indices, labels).
+RenderJob = tuple[Path, str, int, list[int], list[int]]
+
+
+def _write_chunk(job: RenderJob) -> int:
+    """Render and save the patches of one job; how many it wrote (for the progress bar)."""
     folder, split, seed, indices, labels = job
     for index, label in zip(indices, labels, strict=True):
         rng = np.random.default_rng((seed, 0 if split == "train" else 1, index))
@@ -157,6 +163,32 @@ def generate(
 ) -> Path:
     """Write the data set into ``out`` (built aside, then renamed: never half-written)."""
     out = Path(out)
+    _check_request(out, n_train=n_train, n_test=n_test, positive_fraction=positive_fraction)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    rng = np.random.default_rng(seed)
+    try:
+        jobs, tables = _plan_splits(
+            staging,
+            rng,
+            seed=seed,
+            counts={"train": n_train, "test": n_test},
+            positive_fraction=positive_fraction,
+        )
+        _render(jobs, total=n_train + n_test, workers=workers, progress=progress)
+        _write_tables(staging, rng, tables)
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _check_request(out: Path, *, n_train: int, n_test: int, positive_fraction: float) -> None:
+    """Refuse, before writing anything, a non-empty ``out`` or counts and shares that make no
+    data set."""
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: folder exists and is not empty; choose a new --out folder")
     if n_train < 2 or n_test < 0:
@@ -165,54 +197,59 @@ def generate(
         )
     if not 0 < positive_fraction < 1:
         raise ConfigError(f"--positive-fraction {positive_fraction} must lie between 0 and 1")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    rng = np.random.default_rng(seed)
-    try:
-        jobs = []
-        tables = {}
-        for split, count in (("train", n_train), ("test", n_test)):
-            (staging / split).mkdir(parents=True)
-            labels = (rng.random(count) < positive_fraction).astype(int)
-            labels[: min(count, 2)] = [0, 1][: min(count, 2)]  # both classes, always
-            ids = [patch_id(seed, split, i) for i in range(count)]
-            tables[split] = (ids, labels)
-            for start in range(0, count, 200):
-                stop = min(count, start + 200)
-                jobs.append(
-                    (
-                        staging / split,
-                        split,
-                        seed,
-                        list(range(start, stop)),
-                        labels[start:stop].tolist(),
-                    )
-                )
-        workers = workers or os.cpu_count() or 1
-        bar = tqdm(
-            total=n_train + n_test, desc="synthesising", unit="img", disable=bar_disable(progress)
-        )
-        with bar:
-            if workers == 1 or len(jobs) == 1:
-                for job in jobs:
-                    bar.update(_write_chunk(job))
-            else:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
-                    for done in pool.map(_write_chunk, jobs):
-                        bar.update(done)
-        train_ids, train_labels = tables["train"]
-        order = rng.permutation(n_train)  # Kaggle's CSV is in no particular order
-        _write_csv(staging / "train_labels.csv", [train_ids[i] for i in order], train_labels[order])
-        test_ids, test_labels = tables["test"]
-        _write_csv(staging / "sample_submission.csv", test_ids, [0] * n_test)
-        _write_csv(staging / "test_labels.csv", test_ids, test_labels)
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+
+
+def _plan_splits(
+    staging: Path,
+    rng: np.random.Generator,
+    *,
+    seed: int,
+    counts: dict[str, int],
+    positive_fraction: float,
+) -> tuple[list[RenderJob], dict[str, tuple[list[str], np.ndarray]]]:
+    """Make each split's folder and draw its labels; the render jobs and, per split, the
+    (ids, labels) its CSVs list. Splits are drawn in the order of ``counts``."""
+    jobs: list[RenderJob] = []
+    tables = {}
+    for split, count in counts.items():
+        (staging / split).mkdir(parents=True)
+        labels = (rng.random(count) < positive_fraction).astype(int)
+        labels[: min(count, 2)] = [0, 1][: min(count, 2)]  # both classes, always
+        ids = [patch_id(seed, split, i) for i in range(count)]
+        tables[split] = (ids, labels)
+        for start in range(0, count, JOB_SIZE):
+            stop = min(count, start + JOB_SIZE)
+            indices = list(range(start, stop))
+            jobs.append((staging / split, split, seed, indices, labels[start:stop].tolist()))
+    return jobs, tables
+
+
+def _render(jobs: list[RenderJob], *, total: int, workers: int | None, progress: bool) -> None:
+    """Write every job's patches, in a process pool unless one worker or one job would do,
+    behind one progress bar over all ``total`` patches."""
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(total=total, desc="synthesising", unit="img", disable=bar_disable(progress))
+    with bar:
+        if workers == 1 or len(jobs) == 1:
+            for job in jobs:
+                bar.update(_write_chunk(job))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for done in pool.map(_write_chunk, jobs):
+                    bar.update(done)
+
+
+def _write_tables(
+    staging: Path, rng: np.random.Generator, tables: dict[str, tuple[list[str], np.ndarray]]
+) -> None:
+    """Write ``train_labels.csv`` (shuffled, as Kaggle's), ``sample_submission.csv`` (all 0)
+    and ``test_labels.csv`` (the hidden answers)."""
+    train_ids, train_labels = tables["train"]
+    order = rng.permutation(len(train_ids))  # Kaggle's CSV is in no particular order
+    _write_csv(staging / "train_labels.csv", [train_ids[i] for i in order], train_labels[order])
+    test_ids, test_labels = tables["test"]
+    _write_csv(staging / "sample_submission.csv", test_ids, [0] * len(test_ids))
+    _write_csv(staging / "test_labels.csv", test_ids, test_labels)
 
 
 def _write_csv(path: Path, ids: list[str], labels) -> None:

@@ -243,16 +243,7 @@ def fit(
     KerasTuner's checkpoint and history see it. The returned curve and epoch counts are this
     call's, from ``initial_epoch`` on.
     """
-    feed = PatchFeed(
-        train_data,
-        batch_size=params.batch_size,
-        shuffle=True,
-        augment=Augment(
-            d8=params.d8, hed_jitter=params.hed_jitter, colour_jitter=params.colour_jitter
-        ),
-        seed=seed,
-        workers=runtime.feed_threads,  # threads prepare the next batches during a step
-    )
+    feed = _training_feed(train_data, params, seed=seed, runtime=runtime)
     run_epochs = epochs or params.epochs
     speed = SpeedCheck(
         steps=(run_epochs - initial_epoch) * len(feed), already=build_seconds, cap=time_cap
@@ -272,13 +263,62 @@ def fit(
     wall = time.perf_counter() - started
     if watcher.best_weights is not None:
         model.set_weights(watcher.best_weights)
-    history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
+    history = _checked_history(fitted.history, watcher, initial_epoch=initial_epoch)
+    return _train_result(
+        model,
+        history,
+        watcher,
+        speed,
+        wall=wall,
+        train_size=len(train_data),
+        build_seconds=build_seconds,
+    )
+
+
+def _training_feed(
+    train_data: Subset, params: ModelParams, *, seed: int, runtime: Runtime
+) -> PatchFeed:
+    """Shuffled, augmented batches of ``train_data`` as ``params`` asks, prepared by
+    ``runtime.feed_threads`` threads while a step runs."""
+    return PatchFeed(
+        train_data,
+        batch_size=params.batch_size,
+        shuffle=True,
+        augment=Augment(
+            d8=params.d8, hed_jitter=params.hed_jitter, colour_jitter=params.colour_jitter
+        ),
+        seed=seed,
+        workers=runtime.feed_threads,  # threads prepare the next batches during a step
+    )
+
+
+def _checked_history(
+    keras_history: dict[str, list], watcher: ValidationAUC, *, initial_epoch: int
+) -> dict[str, list[float]]:
+    """Keras' per-epoch logs as floats; raises when the loss diverged or an epoch could not
+    be scored, rather than hand back a curve no one should trust."""
+    history = {key: [float(v) for v in values] for key, values in keras_history.items()}
     losses = history.get("loss", [])
     if any(not math.isfinite(loss) for loss in losses):
         raise TrainingDiverged(f"loss became {losses[-1]} in epoch {initial_epoch + len(losses)}")
     if watcher.unscored is not None:
         raise ValidationUnscored(watcher.unscored)
-    epochs_run = len(losses)
+    return history
+
+
+def _train_result(
+    model: keras.Model,
+    history: dict[str, list[float]],
+    watcher: ValidationAUC,
+    speed: SpeedCheck,
+    *,
+    wall: float,
+    train_size: int,
+    build_seconds: float,
+) -> TrainResult:
+    """The run's ``TrainResult``: its curve, and speeds that leave validation time out of the
+    training time (``wall`` is the whole ``model.fit``)."""
+    epochs_run = len(history.get("loss", []))
     train_seconds = max(wall - watcher.val_seconds, 1e-9)
     return TrainResult(
         model=model,
@@ -286,7 +326,7 @@ def fit(
         epochs_run=epochs_run,
         stopped_early=watcher.stopped_early,
         train_seconds=train_seconds,
-        images_per_second=epochs_run * len(train_data) / train_seconds,
+        images_per_second=epochs_run * train_size / train_seconds,
         seconds_per_epoch=wall / max(epochs_run, 1),
         build_seconds=build_seconds,
         first_epoch_seconds=watcher.epoch_seconds[0] if watcher.epoch_seconds else math.nan,

@@ -111,25 +111,7 @@ class Objective:
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
-        if self.target_trials is not None and not claims_a_slot(trial, self.target_trials):
-            trial.set_user_attr("fail_reason", "surplus: other workers filled the study")
-            raise TrialFailed("surplus trial")
-        params = suggest(trial, max_epochs=self.max_epochs, space=self.space)
-        # The training seed is fixed by --seed and the trial number, whichever worker runs it.
-        record = TrialRecord.start(
-            params,
-            runtime=self.runtime,
-            training_seed=self.seed + trial.number,
-            generation=self.generation,
-        )
-        write_record(trial, record)
-        if record.params_count > self.max_params:
-            reason = (
-                f"model has {record.params_count:,} weights, over --max-params {self.max_params:,}"
-            )
-            trial.set_user_attr("prune_reason", reason)
-            raise optuna.TrialPruned(reason)
-
+        params, record = self._plan(trial)
         cut_by_budget = False
         # The seed baseline, the documented priors and warm starts are evidence already: they
         # run their whole schedule. A pruner's rung compares one noisy epoch, and a slow
@@ -150,11 +132,59 @@ class Objective:
                 return True
             return judged and trial.should_prune()
 
+        stopped_early, epochs_run, best_val_auc, too_slow = self._train_or_fail(
+            trial, params, record, on_epoch=report, time_cap=time_cap, over_cap=over_cap
+        )
+        if stopped_early and too_slow is not None:
+            raise optuna.TrialPruned(too_slow)
+        if stopped_early and cut_by_budget:
+            return self._cut_by_budget(trial, params, epochs_run, best_val_auc, judged=judged)
+        if stopped_early:
+            reason = f"pruned after epoch {epochs_run}"
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason)
+        return best_val_auc
+
+    def _plan(self, trial: optuna.Trial) -> tuple[ModelParams, TrialRecord]:
+        """The trial's params and record, written to the study before any training; a surplus
+        trial fails and a model over ``--max-params`` is pruned, both untrained."""
+        if self.target_trials is not None and not claims_a_slot(trial, self.target_trials):
+            trial.set_user_attr("fail_reason", "surplus: other workers filled the study")
+            raise TrialFailed("surplus trial")
+        params = suggest(trial, max_epochs=self.max_epochs, space=self.space)
+        # The training seed is fixed by --seed and the trial number, whichever worker runs it.
+        record = TrialRecord.start(
+            params,
+            runtime=self.runtime,
+            training_seed=self.seed + trial.number,
+            generation=self.generation,
+        )
+        write_record(trial, record)
+        if record.params_count > self.max_params:
+            reason = (
+                f"model has {record.params_count:,} weights, over --max-params {self.max_params:,}"
+            )
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason)
+        return params, record
+
+    def _train_or_fail(
+        self,
+        trial: optuna.Trial,
+        params: ModelParams,
+        record: TrialRecord,
+        *,
+        on_epoch: EpochHook,
+        time_cap: float | None,
+        over_cap: str,
+    ) -> tuple[bool, int, float, str | None]:
+        """``_train``'s outcome; a run that diverged, could not be scored or ran out of memory
+        fails the trial with its reason (and the search goes on)."""
         failure = None
         try:
             try:
-                stopped_early, epochs_run, best_val_auc, too_slow = self._train(
-                    trial, params, record, on_epoch=report, time_cap=time_cap, over_cap=over_cap
+                return self._train(
+                    trial, params, record, on_epoch=on_epoch, time_cap=time_cap, over_cap=over_cap
                 )
             except TrainingDiverged as error:
                 failure = (f"diverged: {error}", str(error))
@@ -168,34 +198,36 @@ class Objective:
             # Past the inner except blocks nothing refers to the run's model any more (not
             # even a traceback), so this one collection frees it before the next trial.
             release_memory()
-        if failure is not None:
-            reason, message = failure
-            trial.set_user_attr("fail_reason", reason)
-            raise TrialFailed(message)
-        if stopped_early and too_slow is not None:
-            raise optuna.TrialPruned(too_slow)
-        if stopped_early and cut_by_budget:
-            trial.set_user_attr("budget_cut", f"cut after epoch {epochs_run} of {params.epochs}")
-            first_judged = first_judged_epoch(self.max_epochs)
-            if judged and epochs_run < first_judged:
-                # Too early to tell: no pruner would have judged it yet, and a value from
-                # the first epochs of a slow starter (0.55 after 2 of 12 epochs in the 2-hour
-                # bench_quality run) would teach the sampler that its region is bad.
-                reason = (
-                    f"cut by the budget after epoch {epochs_run}, before epoch {first_judged}, "
-                    "the first a pruner may judge"
-                )
-                trial.set_user_attr("prune_reason", reason)
-                raise optuna.TrialPruned(reason)
-            # Its best epoch is a measurement like any other, and the retrain reproduces it
-            # (same schedule, stopped at that epoch): the trial counts, with a note that its
-            # schedule had not run out. Pruned, the search's last and often best trial (the
-            # slow one, still climbing) could never be submitted.
-            return best_val_auc
-        if stopped_early:
-            reason = f"pruned after epoch {epochs_run}"
+        reason, message = failure
+        trial.set_user_attr("fail_reason", reason)
+        raise TrialFailed(message)
+
+    def _cut_by_budget(
+        self,
+        trial: optuna.Trial,
+        params: ModelParams,
+        epochs_run: int,
+        best_val_auc: float,
+        *,
+        judged: bool,
+    ) -> float:
+        """The value of a trial ``--budget`` stopped before its schedule ran out."""
+        trial.set_user_attr("budget_cut", f"cut after epoch {epochs_run} of {params.epochs}")
+        first_judged = first_judged_epoch(self.max_epochs)
+        if judged and epochs_run < first_judged:
+            # Too early to tell: no pruner would have judged it yet, and a value from
+            # the first epochs of a slow starter (0.55 after 2 of 12 epochs in the 2-hour
+            # bench_quality run) would teach the sampler that its region is bad.
+            reason = (
+                f"cut by the budget after epoch {epochs_run}, before epoch {first_judged}, "
+                "the first a pruner may judge"
+            )
             trial.set_user_attr("prune_reason", reason)
             raise optuna.TrialPruned(reason)
+        # Its best epoch is a measurement like any other, and the retrain reproduces it
+        # (same schedule, stopped at that epoch): the trial counts, with a note that its
+        # schedule had not run out. Pruned, the search's last and often best trial (the
+        # slow one, still climbing) could never be submitted.
         return best_val_auc
 
     def _time_cap(

@@ -8,30 +8,30 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from pcam.data import TrainingData, default_data_dir, load_training_data
 from pcam.runtime import resolve
-from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig, spoken_duration
+from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig
 from search.console import (
     describe_trial,
     progress_bar,
     sigterm_as_interrupt,
-    trial_seconds,
 )
-from search.dashboard import dashboard_command, name_metric, upload_outputs, write_note
-from search.priors import seed_baseline
-from search.ranking import inside_interval, top_trials, validation_interval
-from search.study import STORAGE_ERRORS, finished_trials, open_study, validation_caveat
+from search.dashboard import name_metric, upload_outputs, write_note
+from search.study import STORAGE_ERRORS, finished_trials, open_study
+from search.summary import is_surplus, record_budget
+
+if TYPE_CHECKING:
+    from search.objective import Objective
 
 logger = logging.getLogger(__name__)
 
 STORAGE_RETRIES = 5  # per process: a sixth storage error ends the worker
 STORAGE_RETRY_SECONDS = 5.0
-TOP_IN_SUMMARY = 3
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def run_search(config: SearchConfig) -> SearchOutcome:
     finally:  # an interrupted search gets its report too; a recycled one leaves it to the last
         if config.worker_index == 0 and not recycle:
             if config.budget is not None:
-                budget_run = _record_budget(study, config, since, time.monotonic() - started)
+                budget_run = record_budget(study, config, since, time.monotonic() - started)
             _write_note(study, config)
             if config.report:
                 _write_report(study, config)
@@ -140,61 +140,6 @@ def _started_trials(study: optuna.Study) -> int:
     return sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
-def budget_account(
-    study: optuna.Study, *, since: datetime, wall_seconds: float
-) -> dict[str, float | int]:
-    """How a run's wall time went: seconds and counts of the complete, pruned and failed
-    trials that started ``since``, and the rest (data, start-up, between trials) as overhead."""
-    account: dict[str, float | int] = {"wall_seconds": round(wall_seconds, 1)}
-    spent = 0.0
-    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
-        trials = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(state,))
-            if t.datetime_start is not None and t.datetime_start >= since and not _is_surplus(t)
-        ]
-        seconds = sum(trial_seconds(t) or 0.0 for t in trials)
-        spent += seconds
-        name = state.name.lower()
-        account[f"{name}_trials"] = len(trials)
-        account[f"{name}_seconds"] = round(seconds, 1)
-        if state == TrialState.COMPLETE:
-            account["budget_cut_trials"] = sum("budget_cut" in t.user_attrs for t in trials)
-    account["overhead_seconds"] = round(max(wall_seconds - spent, 0.0), 1)
-    return account
-
-
-def _is_surplus(trial: FrozenTrial) -> bool:
-    return trial.user_attrs.get("fail_reason", "").startswith("surplus")
-
-
-def _record_budget(
-    study: optuna.Study, config: SearchConfig, since: datetime, wall_seconds: float
-) -> dict[str, Any]:
-    """Append this run's budget and how it went to the study's ``budget_runs``; return it."""
-    account = budget_account(study, since=since, wall_seconds=wall_seconds)
-    runs = list(study.user_attrs.get("budget_runs", []))
-    started = since.isoformat(timespec="seconds")
-    runs.append({"budget_seconds": config.budget, "started": started, **account})
-    study.set_user_attr("budget_runs", runs)
-    return runs[-1]
-
-
-def describe_budget(account: dict[str, float | int], budget: float) -> str:
-    """One line: the budget, what was used, and where it went."""
-
-    def part(name: str) -> str:
-        return f"{name} {account[f'{name}_seconds'] / 60:.1f} min ({account[f'{name}_trials']})"
-
-    cut = account.get("budget_cut_trials", 0)
-    return (
-        f"budget {spoken_duration(budget)}: used {account['wall_seconds'] / 60:.1f} min — "
-        f"{part('complete')}{f' ({cut} cut short by the budget)' if cut else ''}, "
-        f"{part('pruned')}, {part('fail')}, overhead "
-        f"{account['overhead_seconds'] / 60:.1f} min (data, start-up, between trials)"
-    )
-
-
 def _write_note(study: optuna.Study, config: SearchConfig) -> None:
     try:
         write_note(study, config)
@@ -226,33 +171,15 @@ def _optimize(
     ``started`` (``time.monotonic()``) is when the search began: ``--budget`` counts from it,
     data loading included.
     """
-    # Keras loads here, not at import: a bad command line is refused before the backend loads.
-    from search.objective import Objective, TrialFailed
+    from search.objective import TrialFailed
 
     limits = [config.timeout, config.budget]
     deadline = min((started + limit for limit in limits if limit is not None), default=None)
-    runtime = resolve(
-        precision=config.precision,
-        jit_compile=config.jit_compile,
-        val_batch_size=config.val_batch_size,
-    )
-    logger.info(f"worker {config.worker_index}: {runtime.describe()}")
-    objective = Objective(
-        data,
-        max_epochs=config.max_epochs,
-        max_params=config.max_params,
-        seed=config.seed,
-        target_trials=config.trials,
-        runtime=runtime,
-        deadline=None if config.budget is None else started + config.budget,
-        time_cap=config.trial_cap_seconds,
-        space=config.search_space,
-        generation=int(os.environ.get(GENERATION_ENV) or 0),
-    )
+    objective = _make_objective(config, data, started=started)
     bar = progress_bar(study, config)
 
     def on_trial_end(study: optuna.Study, trial: FrozenTrial) -> None:
-        if _is_surplus(trial):
+        if is_surplus(trial):
             return
         logger.info(describe_trial(trial))
         bar.n = finished_trials(study)
@@ -280,39 +207,77 @@ def _optimize(
             except Exception as error:
                 failure = storage_failure(error)
                 if failure is None:
-                    retry = _retry_of(study, objective.last_trial)
-                    if retry is not None:
-                        logger.warning(
-                            f"worker {config.worker_index}: trial {objective.last_trial} was "
-                            "taken for dead while it ran (its heartbeats could not reach the "
-                            "storage), failed by another worker and re-run as trial "
-                            f"{retry}; its result here is dropped"
-                        )
-                        continue
-                    if _told_elsewhere(error, study, objective.last_trial):
-                        logger.warning(
-                            f"worker {config.worker_index}: trial {objective.last_trial} was "
-                            "recorded by another worker that ran it too (a race between two "
-                            "workers starting the same queued trial); its result here is "
-                            "dropped"
-                        )
+                    if _result_dropped(error, study, objective.last_trial, config):
                         continue
                     raise
-                # A shared database can refuse a write for a moment (a lock held past the
-                # timeout, a dropped connection, a server restart); the study is intact, so
-                # wait and go on. A trial left RUNNING is failed and re-run once its heartbeat
-                # expires.
                 storage_errors += 1
-                cause = failure.__cause__ or failure
-                said = f"{type(cause).__name__}: {str(cause).splitlines()[0]}"
-                if storage_errors > STORAGE_RETRIES:
-                    # search.run says what failed and what to do, in one line
-                    raise failure from failure.__cause__
-                logger.warning(
-                    f"worker {config.worker_index}: storage error ({said}); retry "
-                    f"{storage_errors} of {STORAGE_RETRIES} in {STORAGE_RETRY_SECONDS:.0f} s"
-                )
-                time.sleep(STORAGE_RETRY_SECONDS)
+                _wait_out(failure, storage_errors, config)
+
+
+def _make_objective(config: SearchConfig, data: TrainingData, *, started: float) -> Objective:
+    """The objective this process's trials run, on the runtime the settings resolve to."""
+    # Keras loads here, not at import: a bad command line is refused before the backend loads.
+    from search.objective import Objective
+
+    runtime = resolve(
+        precision=config.precision,
+        jit_compile=config.jit_compile,
+        val_batch_size=config.val_batch_size,
+    )
+    logger.info(f"worker {config.worker_index}: {runtime.describe()}")
+    return Objective(
+        data,
+        max_epochs=config.max_epochs,
+        max_params=config.max_params,
+        seed=config.seed,
+        target_trials=config.trials,
+        runtime=runtime,
+        deadline=None if config.budget is None else started + config.budget,
+        time_cap=config.trial_cap_seconds,
+        space=config.search_space,
+        generation=int(os.environ.get(GENERATION_ENV) or 0),
+    )
+
+
+def _result_dropped(
+    error: BaseException, study: optuna.Study, number: int | None, config: SearchConfig
+) -> bool:
+    """Whether ``error`` only says that trial ``number`` was settled by another worker, whose
+    result stands; this process's result is then dropped, with a line that says why."""
+    worker = f"worker {config.worker_index}: trial {number} was"
+    retry = _retry_of(study, number)
+    if retry is not None:
+        logger.warning(
+            f"{worker} taken for dead while it ran (its heartbeats could not reach the "
+            f"storage), failed by another worker and re-run as trial {retry}; its result here "
+            "is dropped"
+        )
+        return True
+    if _told_elsewhere(error, study, number):
+        logger.warning(
+            f"{worker} recorded by another worker that ran it too (a race between two "
+            "workers starting the same queued trial); its result here is dropped"
+        )
+        return True
+    return False
+
+
+def _wait_out(failure: BaseException, attempt: int, config: SearchConfig) -> None:
+    """Wait before retrying after a storage error; past ``STORAGE_RETRIES``, raise it.
+
+    A shared database can refuse a write for a moment (a lock held past the timeout, a dropped
+    connection, a server restart); the study is intact, so wait and go on. A trial left
+    RUNNING is failed and re-run once its heartbeat expires.
+    """
+    cause = failure.__cause__ or failure
+    said = f"{type(cause).__name__}: {str(cause).splitlines()[0]}"
+    if attempt > STORAGE_RETRIES:
+        raise failure from failure.__cause__  # search.run says what failed and what to do
+    logger.warning(
+        f"worker {config.worker_index}: storage error ({said}); retry "
+        f"{attempt} of {STORAGE_RETRIES} in {STORAGE_RETRY_SECONDS:.0f} s"
+    )
+    time.sleep(STORAGE_RETRY_SECONDS)
 
 
 def storage_failure(error: BaseException) -> BaseException | None:
@@ -378,69 +343,3 @@ def _wait_for_slot(study: optuna.Study, config: SearchConfig, deadline: float | 
             told = True
         time.sleep(min(5.0, config.heartbeat / 2))
     return False
-
-
-def summary(outcome: SearchOutcome, config: SearchConfig) -> str:
-    """The closing summary: best trial, how it compares with the seed baseline, what next."""
-    study = outcome.study
-    states = {state: 0 for state in TrialState}
-    for trial in study.get_trials(deepcopy=False):
-        states[trial.state] += 1
-    lines = [
-        f"study {config.study!r} ({config.shown_storage}): {states[TrialState.COMPLETE]} complete, "
-        f"{states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} failed"
-    ]
-    if config.budget is not None and outcome.budget_run is not None:
-        lines.append(describe_budget(outcome.budget_run, config.budget))
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        lines.append("no complete trial yet")
-        return "\n".join(lines)
-    best = study.best_trial
-    lines.append(
-        f"best: trial {best.number}, validation AUC {best.value:.4f}{with_interval(study, best)}"
-    )
-    lines.append("  params: " + ", ".join(f"{k}={_short(v)}" for k, v in best.params.items()))
-    runners_up = [t for t in top_trials(study, TOP_IN_SUMMARY) if t.number != best.number]
-    if runners_up:
-        lines.append(
-            "  next: "
-            + "; ".join(
-                f"trial {t.number} {t.value:.4f}{with_interval(study, t)}" for t in runners_up
-            )
-        )
-    ties = [t.number for t in runners_up if inside_interval(study, best, t)]
-    if ties:
-        lines.append(
-            f"  trial(s) {', '.join(map(str, ties))} lie inside the best one's interval: not "
-            "shown to be worse; search.submit ensembles them with it by default"
-        )
-    baseline = seed_baseline(study)
-    if baseline is not None:
-        gain = best.value - baseline.value
-        lines.append(
-            f"seed baseline (trial {baseline.number}): {baseline.value:.4f}; "
-            f"search gained {gain:+.4f} AUC"
-        )
-    if note := study.user_attrs.get("validation_note"):
-        lines.append(f"validation: {note}")
-    if caveat := validation_caveat(study.user_attrs):
-        lines.append(f"note: {caveat}")
-    lines.append(f"live view:  {dashboard_command(config.shown_storage)}")
-    if config.report:
-        lines.append(f"report:     {config.output_dir / 'report.html'}")
-    lines.append(
-        f"submit:     python -m search.submit --study {config.study}"
-        + (f" --storage {config.shown_storage}" if config.storage else "")
-    )
-    return "\n".join(lines)
-
-
-def with_interval(study: optuna.Study, trial: FrozenTrial) -> str:
-    """`` (95% 0.871–0.912)`` for a trial's validation AUC, from the study's class counts."""
-    bounds = validation_interval(study, trial)
-    return "" if bounds is None else f" (95% {bounds[0]:.3f}–{bounds[1]:.3f})"
-
-
-def _short(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

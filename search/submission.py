@@ -20,7 +20,6 @@ when complete: a failed run leaves the previous pair untouched.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import uuid
@@ -31,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from pcam.augment import TTA_MODES
+from pcam.cache import CachedSplit
 from pcam.data import Subset, TrainingData, load_split, load_training_data
-from pcam.errors import DISK_FULL, ConfigError, DataError, StorageError, preview
+from pcam.errors import DISK_FULL, ConfigError, DataError, StorageError
 from pcam.images import PATCH_SHAPE
 from pcam.metrics import roc_auc
 from pcam.publish import replace_folder
@@ -50,8 +50,8 @@ from search.exported import (
     stage_predictions,
     whole_split,
 )
+from search.members import choose_trials, training_seed
 from search.provenance import git_commit, package_versions
-from search.ranking import inside_interval
 from search.space import params_from_values
 from search.study import data_changed, load_existing_study
 
@@ -61,7 +61,6 @@ if TYPE_CHECKING:  # Keras loads when a model is trained: --help answers without
     import keras
 
 FIT_ON = ("train+val", "train")
-AUTO_ENSEMBLE = 3  # the most members the default ensemble takes
 METADATA_FORMAT = 1
 SUBMISSION_FILE = "submission.csv"
 STUDY_RECORD = ("config", "study_defining", "data_source", "data_fingerprint")
@@ -131,86 +130,6 @@ def open_existing_study(config: SubmitConfig) -> optuna.Study:
             "python -m search.run, so its data and split cannot be rebuilt"
         )
     return study
-
-
-def choose_trials(
-    study: optuna.Study, *, trial: int | None = None, ensemble: int | None = 1
-) -> list[FrozenTrial]:
-    """``--trial N``, or the ``ensemble`` complete trials of highest validation AUC, best first;
-    ``ensemble=None``: the best and its statistical ties (``statistical_ties``)."""
-    trials = study.get_trials(deepcopy=False)
-    complete = sorted(
-        (t for t in trials if t.state == TrialState.COMPLETE), key=_ranked_value, reverse=True
-    )
-    by_number = sorted(complete, key=lambda t: t.number)
-    numbers = [t.number for t in by_number]
-    from_scratch = [t.number for t in by_number if not _promoted(t)]
-    if trial is not None:
-        chosen = next((t for t in trials if t.number == trial), None)
-        if chosen is None:
-            raise ConfigError(
-                f"study {study.study_name!r} has no trial {trial} "
-                f"(it has {len(trials)}: numbers 0–{len(trials) - 1})"
-            )
-        if chosen.state != TrialState.COMPLETE:
-            raise ConfigError(
-                f"trial {trial} of study {study.study_name!r} is {chosen.state.name}, not "
-                f"COMPLETE; complete trials: {preview(numbers) or 'none'}"
-            )
-        if _promoted(chosen):
-            raise ConfigError(
-                f"trial {trial} went on from the weights of KerasTuner Hyperband trial "
-                f"{_promoted(chosen)} with its optimizer restarted, which a retrain on one "
-                "schedule from scratch does not repeat; pass --trial with a trial trained from "
-                f"scratch: {preview(from_scratch) or 'none'}"
-            )
-        return [chosen]
-    promoted = [t.number for t in complete if _promoted(t)]
-    complete = [t for t in complete if not _promoted(t)]
-    if promoted:
-        logger.warning(
-            f"note: trial(s) {preview(promoted)} went on from KerasTuner Hyperband parents' "
-            "weights and cannot be retrained as they were measured; choosing among the "
-            f"{len(complete)} trained from scratch"
-        )
-    if not complete:
-        states = {t.state.name for t in trials}
-        raise ConfigError(
-            f"study {study.study_name!r} has no complete trial ({len(trials)} trial(s)"
-            + (f": {', '.join(sorted(states))}" if states else "")
-            + f"); run python -m search.run --study {study.study_name} to add some"
-        )
-    if ensemble is None:
-        return statistical_ties(study, complete)
-    if len(complete) < ensemble:
-        raise ConfigError(
-            f"--ensemble {ensemble}: study {study.study_name!r} has only {len(complete)} "
-            "complete trial(s); lower --ensemble or run more trials"
-        )
-    return complete[:ensemble]
-
-
-def _promoted(trial: FrozenTrial) -> str | None:
-    """The KerasTuner Hyperband trial whose weights ``trial`` went on from, if any."""
-    return trial.user_attrs.get("keras_tuner_parent_trial_id")
-
-
-def statistical_ties(study: optuna.Study, ranked: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The best trial and those (up to ``AUTO_ENSEMBLE`` in all) whose validation AUC lies
-    inside its 95% interval; the best alone where the study lacks the class counts."""
-    best = ranked[0]
-    return [best] + [t for t in ranked[1:AUTO_ENSEMBLE] if inside_interval(study, best, t)]
-
-
-def _ranked_value(trial: FrozenTrial) -> float:
-    return trial.value if trial.value is not None and math.isfinite(trial.value) else -math.inf
-
-
-def training_seed(trial: FrozenTrial, settings: dict[str, Any]) -> int:
-    """The seed ``trial`` trained with, as it recorded it (the KerasTuner engine numbers its
-    trials apart from Optuna's); studies from before it was recorded used seed + number."""
-    recorded = trial.user_attrs.get("training_seed")
-    return int(recorded) if recorded is not None else int(settings["seed"]) + trial.number
 
 
 def load_study_data(
@@ -368,74 +287,46 @@ def export_record(
     }
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a submission is made of, every input checked: the study, its chosen trials, the
+    data they retrain on and the test split they predict."""
+
+    study: optuna.Study
+    chosen: list[FrozenTrial]
+    data: TrainingData
+    test_split: CachedSplit
+    fit_data: Subset
+    trained_on: str
+
+
 def submit(config: SubmitConfig) -> SubmitOutcome:
     """Retrain, export and predict; see the module docstring. Checks every input first."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_existing_study(config)
-    chosen = choose_trials(study, trial=config.trial, ensemble=config.ensemble)
-    data = load_study_data(
-        study, data=config.data, all_data=config.all_data, progress=config.progress
-    )
-    _, test_split = load_split(data.layout.root, "test", progress=config.progress)
-    if not len(test_split):
-        raise DataError(f"{data.layout.root}: the test split is empty; nothing to submit")
-    fit_data, trained_on = fit_subset(data, fit_on=config.fit_on)
+    plan = _plan(config)
     # Keras loads only now: a bad input is refused in a second, not after the backend's import.
     from pcam.train import release_memory
-    from pcam.tta import predict_tta
-
-    logger.info(
-        f"members: {', '.join(f'trial {t.number} ({t.value:.4f})' for t in chosen)}"
-        + (" — the best and its statistical ties" if config.ensemble is None else "")
-    )
-    settings = study.user_attrs["config"]
-    max_epochs = study.user_attrs["study_defining"]["max_epochs"]
 
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
     staging = out / f".best.partial-{uuid.uuid4().hex[:8]}"
     submission = out / SUBMISSION_FILE
     staged_csv: Path | None = None
-    runtime = resolve()
-    logger.info(runtime.describe())
     try:
-        models, records = [], []
-        for trial in chosen:
-            model, record = retrain(
-                trial,
-                fit_data,
-                max_epochs=max_epochs,
-                seed=training_seed(trial, settings),
-                runtime=runtime,
-                progress=config.progress,
-            )
-            models.append(model)
-            records.append(record)
-        model = combine(models, [record["trial"] for record in records])
-        metadata = export_record(
-            study,
-            records,
-            data=data,
-            tta=config.tta,
-            trained_on=trained_on,
-            train_patches=len(fit_data),
-            test_patches=len(test_split),
-        )
-        metadata["all_data"] = config.all_data  # every labelled patch, not the search's --limit
-        if trained_on == "train":
-            val_probabilities = predict_tta(model, data.val, mode=config.tta)
-            metadata["retrained_val_auc"] = roc_auc(data.val.y, val_probabilities)
+        model, records = _train_members(plan, progress=config.progress)
+        metadata = _metadata(plan, records, config)
+        if plan.trained_on == "train":
+            from pcam.tta import predict_tta
+
+            val_probabilities = predict_tta(model, plan.data.val, mode=config.tta)
+            metadata["retrained_val_auc"] = roc_auc(plan.data.val.y, val_probabilities)
         export(model, metadata, staging)
-        del model, models
+        del model
         release_memory()
-        # The submission comes from the exported file itself, exactly as search.predict sees it.
-        exported, _ = load_exported(staging)
-        logger.info(f"predicting {len(test_split)} test patches (tta {config.tta})")
-        probabilities = predict_tta(exported, whole_split(test_split), mode=config.tta)
-        staged_csv = stage_predictions(submission, test_split.ids, probabilities)
+        staged_csv, probabilities = _stage_submission(plan, staging, submission, tta=config.tta)
         replace_folder(staging, out / "best")
         os.replace(staged_csv, submission)
-        upload_outputs(study, [out / "best" / MODEL_FILE, out / "best" / METADATA_FILE, submission])
+        files = [out / "best" / MODEL_FILE, out / "best" / METADATA_FILE, submission]
+        upload_outputs(plan.study, files)
     except OSError as error:
         if error.errno not in DISK_FULL:
             raise
@@ -452,6 +343,74 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
         model_dir=out / "best",
         submission=submission,
         metadata=metadata,
-        ids=test_split.ids,
+        ids=plan.test_split.ids,
         probabilities=probabilities,
     )
+
+
+def _plan(config: SubmitConfig) -> _Plan:
+    """The study, its members and the data, each refused with one line if unusable."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_existing_study(config)
+    chosen = choose_trials(study, trial=config.trial, ensemble=config.ensemble)
+    data = load_study_data(
+        study, data=config.data, all_data=config.all_data, progress=config.progress
+    )
+    _, test_split = load_split(data.layout.root, "test", progress=config.progress)
+    if not len(test_split):
+        raise DataError(f"{data.layout.root}: the test split is empty; nothing to submit")
+    fit_data, trained_on = fit_subset(data, fit_on=config.fit_on)
+    logger.info(
+        f"members: {', '.join(f'trial {t.number} ({t.value:.4f})' for t in chosen)}"
+        + (" — the best and its statistical ties" if config.ensemble is None else "")
+    )
+    return _Plan(study, chosen, data, test_split, fit_data, trained_on)
+
+
+def _train_members(plan: _Plan, *, progress: bool) -> tuple[keras.Model, list[dict[str, Any]]]:
+    """Each chosen trial retrained on the fit data, and the model that averages them."""
+    settings = plan.study.user_attrs["config"]
+    max_epochs = plan.study.user_attrs["study_defining"]["max_epochs"]
+    runtime = resolve()
+    logger.info(runtime.describe())
+    models, records = [], []
+    for trial in plan.chosen:
+        model, record = retrain(
+            trial,
+            plan.fit_data,
+            max_epochs=max_epochs,
+            seed=training_seed(trial, settings),
+            runtime=runtime,
+            progress=progress,
+        )
+        models.append(model)
+        records.append(record)
+    return combine(models, [record["trial"] for record in records]), records
+
+
+def _metadata(plan: _Plan, records: list[dict[str, Any]], config: SubmitConfig) -> dict[str, Any]:
+    """The exported model's ``model.json``."""
+    metadata = export_record(
+        plan.study,
+        records,
+        data=plan.data,
+        tta=config.tta,
+        trained_on=plan.trained_on,
+        train_patches=len(plan.fit_data),
+        test_patches=len(plan.test_split),
+    )
+    metadata["all_data"] = config.all_data  # every labelled patch, not the search's --limit
+    return metadata
+
+
+def _stage_submission(
+    plan: _Plan, staging: Path, submission: Path, *, tta: str
+) -> tuple[Path, np.ndarray]:
+    """The test split's probabilities from the exported file itself, exactly as
+    search.predict sees it, written beside ``submission`` (not over it yet)."""
+    from pcam.tta import predict_tta
+
+    exported, _ = load_exported(staging)
+    logger.info(f"predicting {len(plan.test_split)} test patches (tta {tta})")
+    probabilities = predict_tta(exported, whole_split(plan.test_split), mode=tta)
+    return stage_predictions(submission, plan.test_split.ids, probabilities), probabilities

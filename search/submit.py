@@ -16,8 +16,9 @@ from pcam.cli import command_parser
 from pcam.errors import run_cli
 from search.console import sigterm_as_interrupt
 from search.exported import MODEL_FILE
+from search.members import AUTO_ENSEMBLE
 from search.options import STORAGE_ENV
-from search.submission import AUTO_ENSEMBLE, FIT_ON, SubmitConfig, SubmitOutcome, submit
+from search.submission import FIT_ON, SubmitConfig, SubmitOutcome, submit
 
 KAGGLE_COMPETITION = "histopathologic-cancer-detection"
 

@@ -20,6 +20,10 @@ Hyperband goes on from its bracket state), re-runs a trial that was interrupted 
 KerasTuner id, and copies each KerasTuner trial into Optuna once (``keras_tuner_trial_id``).
 Hyperband keeps each trial's best weights there (a promoted trial goes on from its parent's);
 random search and Bayesian optimisation keep none.
+
+The parts: ``search.tuner_model`` holds the hypermodel, ``search.tuner_oracles`` the oracles
+(the seed baseline first), ``search.tuner_copy`` the copy into Optuna; this module holds the
+tuners, the checks of the study and of the KerasTuner project, and the run.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import sys
 import time
 import warnings
@@ -37,253 +40,32 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import keras
 import keras_tuner
 import optuna
 from keras_tuner.engine.trial import TrialStatus
-from optuna.trial import FrozenTrial, TrialState
 
-from pcam.data import Subset, TrainingData
+from pcam.data import TrainingData
 from pcam.errors import ConfigError, SetupError
-from pcam.model import ModelParams
-from pcam.runtime import CPU_DEFAULT, Runtime, resolve
-from pcam.train import (
-    VAL_AUC,
-    TrainingDiverged,
-    TrainResult,
-    ValidationUnscored,
-    build_model,
-    fit,
-    release_memory,
-    settle_before_trials,
-)
+from pcam.runtime import resolve
+from pcam.train import release_memory, settle_before_trials
 from search.config import SearchConfig
 from search.console import describe_trial
 from search.objective import is_out_of_memory
 from search.priors import SEED_BASELINE_ROLE
-from search.record import RECORD_ATTRS, TrialRecord
-from search.space import SPACE, Dimension, params_from_values, seed_baseline_values, suggest
+from search.record import TrialRecord
+from search.space import params_from_values
 from search.study import data_changed, finished_trials, open_mirror_study
+from search.tuner_copy import ENGINE, OptunaCopy
+from search.tuner_model import PcamHyperModel
+from search.tuner_oracles import make_oracle
 
 logger = logging.getLogger(__name__)
 
-ENGINE = "keras-tuner"
-OBJECTIVE = keras_tuner.Objective(VAL_AUC, "max")
 PROJECT = "keras-tuner"  # the project folder inside studies/<study>/
 RECORD_FILE = "pcam_trial.json"  # what one trial measured, beside KerasTuner's trial.json
 SETTINGS_FILE = "pcam_settings.json"  # what the project was made with, checked on reload
-HYPERBAND_FACTOR = 3  # as search.study's HyperbandPruner
-BAYESIAN_RANDOM_TRIALS = 10  # random trials before the Gaussian process, as TPE's startup
 
 StopWhen = Callable[[optuna.Study], bool]
-
-
-class PcamHyperModel(keras_tuner.HyperModel):
-    """``SPACE`` as KerasTuner hyperparameters; builds and trains through ``pcam.train``.
-
-    The tuner sets ``seed`` before each trial; ``build`` seeds Keras with it (after KerasTuner
-    has cleared the session) and ``fit`` shuffles and augments with it. Epochs are the budget,
-    never a hyperparameter: every model's schedule is planned for ``max_epochs`` epochs of
-    ``train_size`` patches, and Hyperband's rounds train to their ``epochs`` on that schedule.
-    """
-
-    def __init__(
-        self, max_epochs: int, *, runtime: Runtime = CPU_DEFAULT, train_size: int | None = None
-    ) -> None:
-        super().__init__(name="pcam_cnn")
-        self.max_epochs = max_epochs
-        self.runtime = runtime
-        self.train_size = train_size
-        self.seed = 0
-        self.last_fit: TrainResult | None = None  # dropped once its trial is recorded
-        self.last_build_seconds = math.nan
-
-    def values(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
-        """Declare every ``SPACE`` dimension on ``hp``; its values, as ``SPACE`` types them."""
-        return {dim.name: self._declare(hp, dim) for dim in SPACE}
-
-    def _declare(self, hp: keras_tuner.HyperParameters, dim: Dimension) -> Any:
-        if dim.choices is not None:
-            chosen = hp.Choice(dim.name, list(dim.choices))
-            return dim.choices[list(dim.choices).index(chosen)]  # KerasTuner stores bools as 0/1
-        sampling = "log" if dim.log else "linear"
-        if dim.integer:
-            return hp.Int(dim.name, int(dim.low), int(dim.high), sampling=sampling)
-        value = hp.Float(dim.name, dim.low, dim.high, sampling=sampling)
-        return min(max(value, dim.low), dim.high)  # a log scale can round one ulp outside
-
-    def params(self, hp: keras_tuner.HyperParameters) -> ModelParams:
-        return params_from_values(self.values(hp), max_epochs=self.max_epochs)
-
-    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        params = self.params(hp)
-        model, self.last_build_seconds = build_model(
-            params, self.train_size, seed=self.seed, runtime=self.runtime
-        )
-        return model
-
-    def fit(
-        self,
-        hp: keras_tuner.HyperParameters,
-        model: keras.Model,
-        train_data: Subset,
-        val_data: Subset,
-        *,
-        callbacks: list[keras.callbacks.Callback] | None = None,
-        epochs: int | None = None,
-        initial_epoch: int = 0,
-        verbose: int = 0,
-        **unused: Any,
-    ) -> keras.callbacks.History:
-        """Train from ``initial_epoch`` to ``epochs`` (Hyperband) or to the params' epochs,
-        through ``pcam.train.fit`` as the Optuna engine does."""
-        try:
-            result = fit(
-                model,
-                self.params(hp),
-                train_data,
-                val_data,
-                seed=self.seed,
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                runtime=self.runtime,
-                build_seconds=self.last_build_seconds,
-                callbacks=callbacks,
-                verbose=verbose,
-            )
-        except TrainingDiverged as error:
-            raise keras_tuner.errors.FailedTrialError(f"diverged: {error}") from None
-        except ValidationUnscored as error:
-            raise keras_tuner.errors.FailedTrialError(f"unscored: {error}") from None
-        if result.epochs_run and VAL_AUC not in result.history:
-            raise keras_tuner.errors.FatalRuntimeError(
-                f"{VAL_AUC!r} is missing from the epoch logs ({sorted(result.history)}): "
-                "KerasTuner's objective would never be found"
-            )
-        self.last_fit = result
-        # Keras' History of this fit (the callback sets it on the model after every epoch);
-        # KerasTuner scores the trial from it.
-        return model.history if result.epochs_run else keras.callbacks.History()
-
-
-class _SeedBaselineFirst:
-    """Oracle mixin: the first trial is the seed baseline; ``stop_requested`` ends the search."""
-
-    seed_values: dict[str, Any]
-    stop_requested: bool = False
-
-    def populate_space(self, trial_id: str) -> dict[str, Any]:
-        if self.stop_requested:
-            return {"status": TrialStatus.STOPPED, "values": None}
-        if not self.trials:
-            return {"status": TrialStatus.RUNNING, "values": dict(self.seed_values)}
-        return super().populate_space(trial_id)
-
-
-class _RandomOracle(_SeedBaselineFirst, keras_tuner.oracles.RandomSearchOracle):
-    pass
-
-
-class _BayesianOracle(_SeedBaselineFirst, keras_tuner.oracles.BayesianOptimizationOracle):
-    pass
-
-
-class _HyperbandOracle(_SeedBaselineFirst, keras_tuner.oracles.HyperbandOracle):
-    """The seed baseline runs outside the brackets, for all of ``max_epochs``."""
-
-
-def make_oracle(tuner: str, *, max_epochs: int, seed: int, trials: int) -> keras_tuner.Oracle:
-    """The oracle of ``--tuner``; KerasTuner treats seed 0 as unseeded, so it gets seed + 1."""
-    common = {
-        "objective": OBJECTIVE,
-        "seed": seed + 1,
-        # As in the Optuna engine, a failed trial (diverged, out of memory) neither uses up
-        # --trials nor stops the search, and an unexpected error stops it at once (run_trial).
-        "max_consecutive_failed_trials": 10**9,
-    }
-    seed_values = seed_baseline_values()
-    if tuner == "hyperband":
-        oracle = _HyperbandOracle(
-            max_epochs=max_epochs, factor=HYPERBAND_FACTOR, hyperband_iterations=None, **common
-        )
-        seed_values |= {"tuner/epochs": max_epochs, "tuner/initial_epoch": 0}
-    elif tuner == "bayesian":
-        oracle = _BayesianOracle(
-            max_trials=trials, num_initial_points=BAYESIAN_RANDOM_TRIALS, **common
-        )
-    elif tuner == "random":
-        oracle = _RandomOracle(max_trials=trials, **common)
-    else:
-        raise ConfigError(f"--tuner {tuner}: choose hyperband, bayesian or random")
-    oracle.seed_values = seed_values
-    return oracle
-
-
-class OptunaCopy:
-    """Copies finished KerasTuner trials into an Optuna study, each one once."""
-
-    def __init__(self, study: optuna.Study, *, max_epochs: int) -> None:
-        self.study = study
-        self.max_epochs = max_epochs
-        self.copied = {
-            str(t.user_attrs["keras_tuner_trial_id"])
-            for t in study.get_trials(deepcopy=False)
-            if "keras_tuner_trial_id" in t.user_attrs
-        }
-
-    def add(self, trial: keras_tuner.engine.trial.Trial, record: dict[str, Any]) -> FrozenTrial:
-        values = record.get("values")
-        if values is None:  # no record (should not happen): the values KerasTuner kept
-            values = PcamHyperModel(self.max_epochs).values(trial.hyperparameters.copy())
-        fixed = optuna.trial.FixedTrial(values)
-        suggest(fixed, max_epochs=self.max_epochs)  # the Optuna engine's own distributions
-        state, value = _optuna_state(trial, record)
-        frozen = optuna.trial.create_trial(
-            state=state,
-            value=value,
-            params=fixed.params,
-            distributions=fixed.distributions,
-            user_attrs=_user_attrs(trial, record),
-            intermediate_values={
-                int(step): float(auc) for step, auc in record.get("val_auc", {}).items()
-            },
-        )
-        if "started" in record:
-            frozen.datetime_start = datetime.fromisoformat(record["started"])
-            frozen.datetime_complete = datetime.fromisoformat(record["finished"])
-        self.study.add_trial(frozen)
-        self.copied.add(str(trial.trial_id))
-        return self.study.get_trials(deepcopy=False)[-1]
-
-
-def _optuna_state(
-    trial: keras_tuner.engine.trial.Trial, record: dict[str, Any]
-) -> tuple[TrialState, float | None]:
-    if trial.status == TrialStatus.COMPLETED and trial.score is not None:
-        return TrialState.COMPLETE, float(trial.score)
-    if "prune_reason" in record:  # over --max-params: pruned, as the Optuna engine does
-        return TrialState.PRUNED, None
-    return TrialState.FAIL, None
-
-
-def _user_attrs(trial: keras_tuner.engine.trial.Trial, record: dict[str, Any]) -> dict[str, Any]:
-    kept = (
-        *RECORD_ATTRS,
-        "role",
-        "prune_reason",
-        "fail_reason",
-        "keras_tuner_parent_trial_id",
-        "initial_epoch",
-    )
-    attrs = {key: record[key] for key in kept if record.get(key) is not None}
-    if trial.status != TrialStatus.COMPLETED and "prune_reason" not in attrs:
-        attrs.setdefault("fail_reason", _last_line(trial.message) or "failed in KerasTuner")
-    return attrs | {"engine": ENGINE, "keras_tuner_trial_id": str(trial.trial_id)}
-
-
-def _last_line(message: str | None) -> str:
-    lines = [line for line in (message or "").strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
 
 
 @dataclass
@@ -297,6 +79,20 @@ class _Run:
     deadline: float | None = None
     stop_when: StopWhen | None = None
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def start(
+        cls, config: SearchConfig, study: optuna.Study, *, stop_when: StopWhen | None
+    ) -> _Run:
+        """The run of ``config`` into ``study``; ``--timeout`` counts from now."""
+        return cls(
+            copy=OptunaCopy(study, max_epochs=config.max_epochs),
+            target_trials=config.trials,
+            base_seed=config.seed,
+            max_params=config.max_params,
+            deadline=None if config.timeout is None else time.monotonic() + config.timeout,
+            stop_when=stop_when,
+        )
 
 
 class _EngineTuner:
@@ -520,14 +316,7 @@ def run_keras_tuner(
     )
     logger.info(f"KerasTuner {config.tuner}: {runtime.describe()}; project {project_dir(config)}")
     _check_project(config, data)
-    run = _Run(
-        copy=OptunaCopy(study, max_epochs=config.max_epochs),
-        target_trials=config.trials,
-        base_seed=config.seed,
-        max_params=config.max_params,
-        deadline=None if config.timeout is None else time.monotonic() + config.timeout,
-        stop_when=stop_when,
-    )
+    run = _Run.start(config, study, stop_when=stop_when)
     hypermodel = PcamHyperModel(config.max_epochs, runtime=runtime, train_size=len(data.train))
     oracle = make_oracle(
         config.tuner, max_epochs=config.max_epochs, seed=config.seed, trials=config.trials

@@ -25,8 +25,9 @@ from optuna.trial import TrialState
 from pcam.errors import ConfigError, run_cli
 from search import run, runner
 from search.config import SearchConfig
-from search.runner import run_search, summary
+from search.runner import run_search
 from search.space import seed_baseline_values
+from search.summary import summary
 from tests.helpers import (
     checkout_commit,
     children_take_sigint,

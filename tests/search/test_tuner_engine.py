@@ -17,9 +17,10 @@ from pcam.errors import ConfigError
 from pcam.synth import generate
 from search.config import SearchConfig
 from search.run import parse_args
-from search.runner import run_search, summary
+from search.runner import run_search
 from search.space import SPACE, seed_baseline_values, suggest
 from search.submission import SubmitConfig, submit
+from search.summary import summary
 from search.tuner_engine import OptunaCopy, PcamHyperModel, project_dir
 
 OPTUNA_ATTRS = {"best_epoch", "epochs_run", "seconds_per_epoch", "images_per_second"}
