@@ -6,9 +6,8 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -23,7 +22,7 @@ from search.console import (
 )
 from search.dashboard import name_metric, upload_outputs, write_note
 from search.study import STORAGE_ERRORS, finished_trials, open_study
-from search.summary import is_surplus, record_budget
+from search.summary import SearchOutcome, is_surplus, record_budget
 
 if TYPE_CHECKING:
     from search.objective import Objective
@@ -32,18 +31,6 @@ logger = logging.getLogger(__name__)
 
 STORAGE_RETRIES = 5  # per process: a sixth storage error ends the worker
 STORAGE_RETRY_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class SearchOutcome:
-    study: optuna.Study
-    resumed: bool
-    trials_run: int
-    since: datetime | None = None  # when this run began: the trials it ran started after
-    wall_seconds: float = 0.0
-    # True when this process ran its --recycle-after trials and a fresh one should go on.
-    recycle: bool = False
-    budget_run: dict[str, Any] | None = None  # how --budget went, as recorded in the study
 
 
 def load_data(config: SearchConfig) -> TrainingData:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -15,10 +16,21 @@ from search.priors import seed_baseline
 from search.ranking import inside_interval, top_trials, validation_interval
 from search.study import validation_caveat
 
-if TYPE_CHECKING:
-    from search.runner import SearchOutcome
-
 TOP_IN_SUMMARY = 3
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What one run of search.run did, for its summary."""
+
+    study: optuna.Study
+    resumed: bool
+    trials_run: int
+    since: datetime | None = None  # when this run began: the trials it ran started after
+    wall_seconds: float = 0.0
+    # True when this process ran its --recycle-after trials and a fresh one should go on.
+    recycle: bool = False
+    budget_run: dict[str, Any] | None = None  # how --budget went, as recorded in the study
 
 
 def budget_account(

@@ -5,8 +5,9 @@ the same page when it ends (``write_report``). plotly.js is embedded once, so th
 offline. Every section copes with an empty, failed-only or still-running study: where a plot
 has nothing to show, the page says why instead.
 
-``facts`` sorts a study's trials for the page, ``figures`` draws each section, ``page`` puts
-them into ``page.html`` and writes it whole, ``cli`` is the command line.
+``facts`` sorts a study's trials for the page, ``figures`` draws the plots (in the look of
+``style``), ``tables`` builds the HTML tables, ``contents`` puts these ``Section``s in page
+order, ``page`` puts them into ``page.html`` and writes it whole, ``cli`` is the command line.
 """
 
 from search.report.cli import build_parser, main

@@ -67,6 +67,11 @@ def epochs_run(trial: FrozenTrial) -> int:
     return int(trial.user_attrs.get("epochs_run", len(trial.intermediate_values)))
 
 
+def worker_of(trial: FrozenTrial) -> str:
+    """The worker process (host:pid) that ran ``trial``, as the harness recorded it."""
+    return str(trial.user_attrs.get("worker", "unknown worker"))
+
+
 def pruning_savings(trials: list[FrozenTrial], *, max_epochs: int | None) -> Pruning:
     """Σ over pruned trials of (epochs the trial was to run − epochs it ran) × its s/epoch.
 

@@ -1,13 +1,9 @@
-"""The report's sections, each a plotly figure or an HTML table built from ``StudyFacts``;
-one that has nothing to show says why instead."""
+"""The report's plotly figures, each a section built from ``StudyFacts``; one that has nothing
+to show says why instead."""
 
 from __future__ import annotations
 
 import datetime
-import html
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import optuna
 import plotly.graph_objects as go
@@ -19,96 +15,24 @@ from search.ranking import validation_interval
 from search.report.facts import (
     METRIC,
     StudyFacts,
-    epochs_run,
     importance_evaluator,
-    importances,
     is_baseline,
     no_complete_note,
+    worker_of,
 )
+from search.report.section import Section
+from search.report.style import COLOURS, STATE_COLOURS, STATE_NAMES, style_figure
 
-TOP_TRIALS = 10
 SLICE_PARAMS = 4
 PARALLEL_PARAMS = 8
-TEMPLATE = "plotly_white"
-COLOURS = {
-    "complete": "#4c78a8",
-    "best": "#2ca02c",
-    "baseline": "#f58518",
-    "pruned": "#9d9da1",
-    "pruned_end": "#d62728",
-    "running": "#9467bd",
-    "failed": "#54585a",
-}
-# Section titles, in page order.
+# Section titles.
 HISTORY = "Optimization history"
 CURVES = "Learning curves"
-TOP = f"Top {TOP_TRIALS} trials"
 COST = "What a better model costs"
 IMPORTANCES = "Hyperparameter importances"
 PARALLEL = "Parallel coordinates"
 SLICES = "Slice plots"
 TIMELINE = "Timeline"
-FAILED = "Failed trials"
-STATE_NAMES = {
-    TrialState.COMPLETE: "complete",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "failed",
-    TrialState.RUNNING: "running",
-}
-STATE_COLOURS = {
-    TrialState.COMPLETE: COLOURS["complete"],
-    TrialState.PRUNED: COLOURS["pruned"],
-    TrialState.FAIL: COLOURS["pruned_end"],
-    TrialState.RUNNING: COLOURS["running"],
-}
-
-
-@dataclass(frozen=True)
-class Section:
-    """One part of the page: a figure or an HTML body, or a note on why there is none."""
-
-    title: str
-    figure: go.Figure | None = None
-    body: str = ""  # trusted HTML (built here, values escaped)
-    note: str = ""  # plain text: why the section is empty
-    caption: str = ""  # plain text under the figure
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def _format_weights(count: Any) -> str:
-    if not isinstance(count, int | float):
-        return "–"
-    return f"{count / 1e6:.2f} M" if count >= 1e6 else f"{count / 1e3:.0f} k"
-
-
-def _style(
-    fig: go.Figure, *, title: str, x: str | None, y: str | None, height: int = 420
-) -> go.Figure:
-    """One look for every figure; ``None`` keeps the axis titles the figure has."""
-    fig.update_layout(
-        template=TEMPLATE,
-        title={
-            "text": title,
-            "x": 0.01,
-            "xanchor": "left",
-            "y": 0.98,
-            "yanchor": "top",
-            "yref": "container",
-        },
-        height=height,
-        margin={"l": 70, "r": 30, "t": 60, "b": 60},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
-    )
-    if x is not None:
-        fig.update_xaxes(title_text=x)
-    if y is not None:
-        fig.update_yaxes(title_text=y)
-    return fig
 
 
 def history_section(facts: StudyFacts) -> Section:
@@ -127,7 +51,24 @@ def history_section(facts: StudyFacts) -> Section:
         name="best so far",
         line={"color": COLOURS["best"], "width": 2.5},
     )
-    pruned = [t for t in facts.pruned if t.value is not None]
+    _add_pruned_values(fig, facts.pruned)
+    baseline = facts.baseline
+    if baseline is not None and baseline.value is not None:
+        _mark_baseline(fig, baseline)
+    style_figure(fig, title="Validation AUC by trial", x="trial number", y=f"{METRIC} (best epoch)")
+    if len(facts.trials) <= 20:
+        fig.update_xaxes(dtick=1)
+    return Section(
+        title,
+        fig,
+        caption="Each complete trial scores its best epoch's validation ROC AUC; the line is "
+        "the best so far. Pruned trials sit at the last AUC they reported before being stopped.",
+    )
+
+
+def _add_pruned_values(fig: go.Figure, pruned_trials: list[FrozenTrial]) -> None:
+    """An × at the last AUC each pruned trial reported, where it reported one."""
+    pruned = [t for t in pruned_trials if t.value is not None]
     if pruned:
         fig.add_trace(
             go.Scatter(
@@ -139,37 +80,30 @@ def history_section(facts: StudyFacts) -> Section:
                 hovertemplate="trial %{x} pruned<br>last AUC %{y:.4f}<extra></extra>",
             )
         )
-    baseline = facts.baseline
-    if baseline is not None and baseline.value is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=[baseline.number],
-                y=[baseline.value],
-                mode="markers",
-                name="seed baseline",
-                marker={
-                    "symbol": "star",
-                    "size": 16,
-                    "color": COLOURS["baseline"],
-                    "line": {"color": "black", "width": 1},
-                },
-                hovertemplate="seed baseline (trial %{x})<br>AUC %{y:.4f}<extra></extra>",
-            )
+
+
+def _mark_baseline(fig: go.Figure, baseline: FrozenTrial) -> None:
+    """A star at the seed baseline's value and a dotted line across the plot at it."""
+    fig.add_trace(
+        go.Scatter(
+            x=[baseline.number],
+            y=[baseline.value],
+            mode="markers",
+            name="seed baseline",
+            marker={
+                "symbol": "star",
+                "size": 16,
+                "color": COLOURS["baseline"],
+                "line": {"color": "black", "width": 1},
+            },
+            hovertemplate="seed baseline (trial %{x})<br>AUC %{y:.4f}<extra></extra>",
         )
-        fig.add_hline(
-            y=baseline.value,
-            line={"dash": "dot", "color": COLOURS["baseline"]},
-            annotation_text=f"seed baseline {baseline.value:.4f}",
-            annotation_position="bottom right",
-        )
-    _style(fig, title="Validation AUC by trial", x="trial number", y=f"{METRIC} (best epoch)")
-    if len(facts.trials) <= 20:
-        fig.update_xaxes(dtick=1)
-    return Section(
-        title,
-        fig,
-        caption="Each complete trial scores its best epoch's validation ROC AUC; the line is "
-        "the best so far. Pruned trials sit at the last AUC they reported before being stopped.",
+    )
+    fig.add_hline(
+        y=baseline.value,
+        line={"dash": "dot", "color": COLOURS["baseline"]},
+        annotation_text=f"seed baseline {baseline.value:.4f}",
+        annotation_position="bottom right",
     )
 
 
@@ -194,34 +128,8 @@ def cost_section(facts: StudyFacts) -> Section:
     ):
         if not trials:
             continue
-        best_seen = [max(t.intermediate_values.values(), default=t.value) for t in trials]
-        errors = [validation_interval(facts.study, t) for t in trials]
-        fig.add_trace(
-            go.Scatter(
-                x=[trial_seconds(t) / 60 for t in trials],
-                y=best_seen,
-                error_y=None
-                if None in errors
-                else {
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [high - v for (_, high), v in zip(errors, best_seen, strict=True)],
-                    "arrayminus": [v - low for (low, _), v in zip(errors, best_seen, strict=True)],
-                    "thickness": 1,
-                    "width": 0,
-                },
-                mode="markers",
-                name=f"{state} trial",
-                text=[_trial_label(t) for t in trials],
-                marker={
-                    "color": COLOURS[state],
-                    "size": [14 if is_baseline(t) else 8 for t in trials],
-                    "symbol": ["star" if is_baseline(t) else "circle" for t in trials],
-                },
-                hovertemplate="%{text}<br>%{x:.1f} min<br>best AUC %{y:.4f}<extra></extra>",
-            )
-        )
-    _style(fig, title="Validation AUC against minutes", x="minutes (wall)", y=METRIC)
+        fig.add_trace(_cost_trace(facts, state, trials))
+    style_figure(fig, title="Validation AUC against minutes", x="minutes (wall)", y=METRIC)
     return Section(
         title,
         fig,
@@ -229,6 +137,35 @@ def cost_section(facts: StudyFacts) -> Section:
         "trials: the best they reached before being stopped), with its 95% interval "
         "(Hanley–McNeil, from the validation class counts). A model further right cost more "
         "compute; one whose interval overlaps the best's is not shown to be worse.",
+    )
+
+
+def _cost_trace(facts: StudyFacts, state: str, trials: list[FrozenTrial]) -> go.Scatter:
+    """The ``state`` trials at their minutes and best AUC, each with its 95% interval."""
+    best_seen = [max(t.intermediate_values.values(), default=t.value) for t in trials]
+    errors = [validation_interval(facts.study, t) for t in trials]
+    return go.Scatter(
+        x=[trial_seconds(t) / 60 for t in trials],
+        y=best_seen,
+        error_y=None
+        if None in errors
+        else {
+            "type": "data",
+            "symmetric": False,
+            "array": [high - v for (_, high), v in zip(errors, best_seen, strict=True)],
+            "arrayminus": [v - low for (low, _), v in zip(errors, best_seen, strict=True)],
+            "thickness": 1,
+            "width": 0,
+        },
+        mode="markers",
+        name=f"{state} trial",
+        text=[_trial_label(t) for t in trials],
+        marker={
+            "color": COLOURS[state],
+            "size": [14 if is_baseline(t) else 8 for t in trials],
+            "symbol": ["star" if is_baseline(t) else "circle" for t in trials],
+        },
+        hovertemplate="%{text}<br>%{x:.1f} min<br>best AUC %{y:.4f}<extra></extra>",
     )
 
 
@@ -246,7 +183,7 @@ def learning_curves_section(facts: StudyFacts) -> Section:
         steps = sorted(trial.intermediate_values)
         epochs = [step + 1 for step in steps]
         values = [trial.intermediate_values[step] for step in steps]
-        group, colour, width, dash = _curve_style(trial, best)
+        group, colour, width, dash = _curvestyle_figure(trial, best)
         end_symbol, end_colour = "circle", colour
         if trial.state == TrialState.PRUNED:
             end_symbol, end_colour = "x", COLOURS["pruned_end"]
@@ -272,7 +209,7 @@ def learning_curves_section(facts: StudyFacts) -> Section:
             )
         )
         shown.add(group)
-    _style(fig, title="Validation AUC per epoch", x="epoch", y=METRIC)
+    style_figure(fig, title="Validation AUC per epoch", x="epoch", y=METRIC)
     fig.update_xaxes(dtick=1)
     return Section(
         title,
@@ -282,7 +219,7 @@ def learning_curves_section(facts: StudyFacts) -> Section:
     )
 
 
-def _curve_style(trial: FrozenTrial, best: FrozenTrial | None) -> tuple[str, str, float, str]:
+def _curvestyle_figure(trial: FrozenTrial, best: FrozenTrial | None) -> tuple[str, str, float, str]:
     """Legend group, colour, width and dash of one trial's learning curve."""
     if best is not None and trial.number == best.number:
         return f"best (trial {trial.number})", COLOURS["best"], 3.5, "solid"
@@ -307,7 +244,7 @@ def importance_section(facts: StudyFacts, found: dict[str, float], why_not: str)
         target_name=METRIC,
     )
     fig.update_traces(marker_color=COLOURS["complete"])
-    _style(
+    style_figure(
         fig,
         title=f"Hyperparameter importances (PED-ANOVA, {len(facts.complete)} complete trials)",
         x="importance for reaching the top 10% of validation AUC (sums to 1)",
@@ -331,7 +268,7 @@ def parallel_section(facts: StudyFacts, found: dict[str, float], why_not: str) -
     fig = optuna.visualization.plot_parallel_coordinate(
         facts.study, params=params, target_name=METRIC
     )
-    _style(
+    style_figure(
         fig,
         title=f"Validation AUC and the {len(params)} most important parameters",
         x=None,
@@ -353,7 +290,7 @@ def slice_section(facts: StudyFacts, found: dict[str, float], why_not: str) -> S
         return Section(title, note=why_not)
     params = list(found)[:SLICE_PARAMS]
     fig = optuna.visualization.plot_slice(facts.study, params=params, target_name=METRIC)
-    _style(
+    style_figure(
         fig,
         title="Validation AUC against the most important parameters",
         x=None,
@@ -375,11 +312,7 @@ def timeline_section(facts: StudyFacts, now: datetime.datetime) -> Section:
     started = [t for t in facts.trials if t.datetime_start is not None]
     if not started:
         return Section(title, note="No trial has started yet.")
-    worker_order = []
-    for trial in sorted(started, key=lambda t: t.datetime_start):
-        worker = _worker(trial)
-        if worker not in worker_order:
-            worker_order.append(worker)
+    worker_order = _worker_order(started)
     fig = go.Figure()
     for state, colour in STATE_COLOURS.items():
         # The baseline last: a legend entry takes the look of its trace's first bar.
@@ -388,40 +321,8 @@ def timeline_section(facts: StudyFacts, now: datetime.datetime) -> Section:
         )
         if not trials:
             continue
-        ends = [t.datetime_complete or now for t in trials]
-        fig.add_trace(
-            go.Bar(
-                orientation="h",
-                base=[t.datetime_start.isoformat() for t in trials],
-                x=[
-                    max((end - t.datetime_start).total_seconds(), 0.0) * 1000
-                    for t, end in zip(trials, ends, strict=True)
-                ],
-                y=[_worker(t) for t in trials],
-                name=STATE_NAMES[state],
-                marker={
-                    "color": colour,
-                    "line": {
-                        "color": [
-                            COLOURS["baseline"] if is_baseline(t) else "white" for t in trials
-                        ],
-                        "width": [3 if is_baseline(t) else 1 for t in trials],
-                    },
-                },
-                text=[f"#{t.number}" for t in trials],
-                textposition="inside",
-                textangle=0,
-                insidetextanchor="middle",
-                customdata=[
-                    [t.number, spoken_duration((end - t.datetime_start).total_seconds())]
-                    for t, end in zip(trials, ends, strict=True)
-                ],
-                hovertemplate="trial %{customdata[0]}: %{customdata[1]}<br>%{y}<extra>"
-                + STATE_NAMES[state]
-                + "</extra>",
-            )
-        )
-    _style(
+        fig.add_trace(_timeline_bars(trials, state=state, colour=colour, now=now))
+    style_figure(
         fig,
         title="Trials over time, by worker",
         x="wall-clock time (local)",
@@ -439,117 +340,46 @@ def timeline_section(facts: StudyFacts, now: datetime.datetime) -> Section:
     )
 
 
-def _worker(trial: FrozenTrial) -> str:
-    return str(trial.user_attrs.get("worker", "unknown worker"))
+def _worker_order(started: list[FrozenTrial]) -> list[str]:
+    """Workers in the order they started their first trial."""
+    worker_order = []
+    for trial in sorted(started, key=lambda t: t.datetime_start):
+        worker = worker_of(trial)
+        if worker not in worker_order:
+            worker_order.append(worker)
+    return worker_order
 
 
-def top_trials_section(facts: StudyFacts) -> Section:
-    """The best complete trials side by side (one column each), the seed baseline among them."""
-    title = TOP
-    if not facts.complete:
-        return Section(title, note=no_complete_note(facts))
-    columns = facts.complete[:TOP_TRIALS]
-    if facts.baseline in facts.complete and facts.baseline not in columns:
-        columns = [*columns, facts.baseline]
-    baseline_value = facts.baseline.value if facts.baseline in facts.complete else None
-
-    def gain(trial: FrozenTrial) -> str:
-        if baseline_value is None or is_baseline(trial):
-            return "–"
-        return f"{trial.value - baseline_value:+.4f}"
-
-    def interval(trial: FrozenTrial) -> str:
-        bounds = validation_interval(facts.study, trial)
-        return "–" if bounds is None else f"{bounds[0]:.3f}–{bounds[1]:.3f}"
-
-    def seconds(trial: FrozenTrial) -> str:
-        wall = trial_seconds(trial)
-        return f"{wall:.1f}" if wall is not None else "–"
-
-    results: list[tuple[str, Callable[[FrozenTrial], str]]] = [
-        ("rank", lambda t: str(facts.complete.index(t) + 1)),
-        (METRIC, lambda t: f"{t.value:.4f}"),
-        ("95% interval", interval),
-        ("vs seed baseline", gain),
-        ("epochs run", lambda t: str(epochs_run(t))),
-        ("best epoch", lambda t: str(t.user_attrs.get("best_epoch", "–"))),
-        ("seconds (wall)", seconds),
-        ("size (weights)", lambda t: _format_weights(t.user_attrs.get("params_count"))),
-    ]
-    param_names = list(dict.fromkeys(name for t in columns for name in t.params))
-
-    def cell(tag: str, text: str, trial: FrozenTrial | None = None) -> str:
-        css = " class='baseline'" if trial is not None and is_baseline(trial) else ""
-        return f"<{tag}{css}>{html.escape(text)}</{tag}>"
-
-    def row(name: str, value_of: Callable[[FrozenTrial], str]) -> str:
-        return "<tr>" + cell("th", name) + "".join(cell("td", value_of(t), t) for t in columns)
-
-    header = (
-        "<tr>"
-        + cell("th", "trial")
-        + "".join(
-            cell("th", f"#{t.number}" + (" seed baseline" if is_baseline(t) else ""), t)
-            for t in columns
-        )
+def _timeline_bars(
+    trials: list[FrozenTrial], *, state: TrialState, colour: str, now: datetime.datetime
+) -> go.Bar:
+    """One bar per trial in ``state``, from its start to its end (or ``now`` while running)."""
+    ends = [t.datetime_complete or now for t in trials]
+    return go.Bar(
+        orientation="h",
+        base=[t.datetime_start.isoformat() for t in trials],
+        x=[
+            max((end - t.datetime_start).total_seconds(), 0.0) * 1000
+            for t, end in zip(trials, ends, strict=True)
+        ],
+        y=[worker_of(t) for t in trials],
+        name=STATE_NAMES[state],
+        marker={
+            "color": colour,
+            "line": {
+                "color": [COLOURS["baseline"] if is_baseline(t) else "white" for t in trials],
+                "width": [3 if is_baseline(t) else 1 for t in trials],
+            },
+        },
+        text=[f"#{t.number}" for t in trials],
+        textposition="inside",
+        textangle=0,
+        insidetextanchor="middle",
+        customdata=[
+            [t.number, spoken_duration((end - t.datetime_start).total_seconds())]
+            for t, end in zip(trials, ends, strict=True)
+        ],
+        hovertemplate="trial %{customdata[0]}: %{customdata[1]}<br>%{y}<extra>"
+        + STATE_NAMES[state]
+        + "</extra>",
     )
-    body = [row(name, value_of) for name, value_of in results]
-    body.append(f"<tr class='group'><th colspan='{len(columns) + 1}'>parameters</th>")
-    body += [
-        row(name, lambda t, name=name: _format_value(t.params.get(name, "–")))
-        for name in param_names
-    ]
-    table = (
-        "<div class='table-wrap'><table class='top'><thead>"
-        + header
-        + "</thead><tbody>"
-        + "".join(body)
-        + "</tbody></table></div>"
-    )
-    return Section(
-        title,
-        body=table,
-        caption="Complete trials ranked by validation AUC at their best epoch (epochs count "
-        "from 1); seconds (wall) is the trial's duration, training and validation together.",
-    )
-
-
-def failed_section(facts: StudyFacts) -> Section | None:
-    if not facts.failed:
-        return None
-    rows = "".join(
-        f"<tr><td>{t.number}</td><td class='text'>{html.escape(_worker(t))}</td>"
-        "<td class='text'>"
-        f"{html.escape(str(t.user_attrs.get('fail_reason', 'see the search log')))}</td></tr>"
-        for t in facts.failed
-    )
-    table = (
-        "<div class='table-wrap'><table><thead><tr><th>trial</th><th class='text'>worker</th>"
-        f"<th class='text'>reason</th></tr></thead><tbody>{rows}</tbody></table></div>"
-    )
-    return Section(f"{FAILED} ({len(facts.failed)})", body=table)
-
-
-def sections(facts: StudyFacts, now: datetime.datetime) -> list[Section]:
-    """Every section in page order; one that fails to draw becomes a note, not a lost report."""
-    found, why_not = importances(facts)
-    builders: list[tuple[str, Callable[[], Section | None]]] = [
-        (HISTORY, lambda: history_section(facts)),
-        (CURVES, lambda: learning_curves_section(facts)),
-        (TOP, lambda: top_trials_section(facts)),
-        (COST, lambda: cost_section(facts)),
-        (IMPORTANCES, lambda: importance_section(facts, found, why_not)),
-        (PARALLEL, lambda: parallel_section(facts, found, why_not)),
-        (SLICES, lambda: slice_section(facts, found, why_not)),
-        (TIMELINE, lambda: timeline_section(facts, now)),
-        (FAILED, lambda: failed_section(facts)),
-    ]
-    drawn = []
-    for title, build in builders:
-        try:
-            section = build()
-        except Exception as error:  # a corner case of Optuna or plotly must not cost the page
-            section = Section(title, note=f"Not drawn: {type(error).__name__}: {error}")
-        if section is not None:
-            drawn.append(section)
-    return drawn

@@ -18,8 +18,8 @@ from pcam.errors import ConfigError
 from pcam.publish import write_text
 from search.config import redacted, spoken_duration
 from search.console import trial_seconds
+from search.report.contents import sections
 from search.report.facts import METRIC, StudyFacts, pruning_savings, state_counts
-from search.report.figures import sections
 from search.study import validation_caveat
 
 HERE = Path(__file__).parent  # page.html (a str.format template) and render.js
