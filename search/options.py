@@ -69,6 +69,7 @@ class Option:
     resume: bool = False  # a resumed study must have been made with the same value
     inherit: bool = True  # the workers of --workers get it on their command line
     flag: str | None = None  # the flag when it is not --name; a bool's flag turns it off
+    required: bool = False  # the command cannot run without it
 
     @property
     def shown_flag(self) -> str:
@@ -103,6 +104,7 @@ class Option:
             metavar=None if self.choices else self.metavar or self.name.upper(),
             choices=self.choices,
             type=None if self.convert else _argument_type(self.annotation),
+            required=self.required,
             help=shown_help,
         )
 
@@ -111,6 +113,27 @@ class Option:
         if self.switch:
             return [self.shown_flag] if value != self.default else []
         return [] if value is None else [self.shown_flag, str(value)]
+
+
+def option_values(
+    parser: argparse.ArgumentParser, options: tuple[Option, ...], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Each option's value from parsed ``args``: converted (a ValueError is a usage error
+    naming the flag), else the fallback or the declared default where the flag was absent."""
+    for option in options:  # conversions first: a fallback may read a converted value
+        value = getattr(args, option.name)
+        if value is not None and option.convert is not None:
+            try:
+                setattr(args, option.name, option.convert(value))
+            except ValueError as error:
+                parser.error(str(error))
+    values = {}
+    for option in options:
+        value = getattr(args, option.name)
+        if value is None:
+            value = option.fallback(args) if option.fallback else option.default
+        values[option.name] = value
+    return values
 
 
 def _argument_type(annotation: str) -> Callable[[str], Any] | None:
@@ -145,13 +168,33 @@ def _positive(value: float) -> bool:
     return value > 0
 
 
+# Options more than one command has: search.submit, search.predict and search.report take
+# these (their help reworded with dataclasses.replace where the command differs).
+DATA = Option(
+    "data", "str | None", None, "data",
+    "a PCam data set (Kaggle layout, PCam HDF5 or 0/ 1/ folders); "
+    "default: the embedded synthetic set",
+    metavar="PATH",
+)  # fmt: skip
+STUDY = Option(
+    "study", "str", "pcam", "search",
+    "study name; an existing one is resumed (default {default})",
+    metavar="NAME", check=lambda value: bool(value.strip()),
+    problem="{flag} must not be empty",
+)  # fmt: skip
+STORAGE = Option(
+    "storage", "str | None", None, "search",
+    "SQLAlchemy URL (default: $PCAM_STORAGE, else sqlite:///studies/<study>.db), "
+    "e.g. postgresql://user@host/db with the password in PGPASSWORD or ~/.pgpass",
+    metavar="URL", inherit=False,  # by environment: a password stays out of process lists
+    fallback=lambda args: os.environ.get(STORAGE_ENV) or None,
+)  # fmt: skip
+PROGRESS = Option(
+    "progress", "bool", True, "output", "no progress bars", flag="--no-progress"
+)  # fmt: skip
+
 OPTIONS: tuple[Option, ...] = (
-    Option(
-        "data", "str | None", None, "data",
-        "a PCam data set (Kaggle layout, PCam HDF5 or 0/ 1/ folders); "
-        "default: the embedded synthetic set",
-        metavar="PATH",
-    ),
+    DATA,
     Option(
         "limit", "int | None", None, "data",
         "use at most N labelled patches (class balance kept), for quick searches "
@@ -179,19 +222,8 @@ OPTIONS: tuple[Option, ...] = (
         "training on all of --data (default: a split of --data)",
         metavar="PATH", convert=absolute_path,
     ),
-    Option(
-        "study", "str", "pcam", "search",
-        "study name; an existing one is resumed (default {default})",
-        metavar="NAME", check=lambda value: bool(value.strip()),
-        problem="{flag} must not be empty",
-    ),
-    Option(
-        "storage", "str | None", None, "search",
-        "SQLAlchemy URL (default: $PCAM_STORAGE, else sqlite:///studies/<study>.db), "
-        "e.g. postgresql://user@host/db with the password in PGPASSWORD or ~/.pgpass",
-        metavar="URL", inherit=False,  # by environment: a password stays out of process lists
-        fallback=lambda args: os.environ.get(STORAGE_ENV) or None,
-    ),
+    STUDY,
+    STORAGE,
     Option(
         "engine", "str", "optuna", "search",
         "optuna (default), or keras-tuner: KerasTuner's --tuner on the same space and "
@@ -330,7 +362,7 @@ OPTIONS: tuple[Option, ...] = (
         "(default {default})",
         metavar="N",
     ),
-    Option("progress", "bool", True, "output", "no progress bars", flag="--no-progress"),
+    PROGRESS,
     Option(
         "quiet", "bool", False, "output",
         "only warnings and errors on stderr: no data, trial or report lines (the summary "

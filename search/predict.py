@@ -25,6 +25,7 @@ from pcam.errors import DataError, run_cli
 from pcam.layouts import UNKNOWN_LABEL, detect
 from pcam.metrics import roc_auc
 from search.exported import load_exported, read_labels, whole_split, write_predictions
+from search.options import PROGRESS
 
 if TYPE_CHECKING:  # Keras loads when a model does: --help answers without it
     import keras
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CSV",
         help="write id,label probabilities to this CSV (default: print the scores only)",
     )
-    add("--no-progress", action="store_true", help="no progress bars")
+    PROGRESS.add_to(parser)
     return parser
 
 
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         split=args.split,
         labels_csv=args.labels,
         tta=tta,
-        progress=not args.no_progress,
+        progress=args.progress,
     )
     mean = float(prediction.probabilities.mean())
     print(f"{len(prediction.ids)} patches, tta {tta}, mean tumour probability {mean:.3f}")

@@ -11,7 +11,7 @@ from pcam.cli import command_parser
 from pcam.errors import interrupt_status, run_cli
 from pcam.logs import command_level, command_logging
 from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig, config_class
-from search.options import GROUPS, OPTIONS, Option
+from search.options import GROUPS, OPTIONS, Option, option_values
 
 EPILOG = """\
 outputs:
@@ -51,20 +51,7 @@ def parse_args(
             )
     elif args.tuner is not None:
         parser.error("--tuner is KerasTuner's: add --engine keras-tuner")
-    for option in options:  # conversions first: a fallback may read a converted value
-        value = getattr(args, option.name)
-        if value is not None and option.convert is not None:
-            try:
-                setattr(args, option.name, option.convert(value))
-            except ValueError as error:
-                parser.error(str(error))
-    values = {}
-    for option in options:
-        value = getattr(args, option.name)
-        if value is None:
-            value = option.fallback(args) if option.fallback else option.default
-        values[option.name] = value
-    return config_class(options)(**values)
+    return config_class(options)(**option_values(parser, options, args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: n
 
 import argparse
 import shlex
+from dataclasses import replace
 
 from pcam.augment import TTA_MODES
 from pcam.cli import command_parser
@@ -17,7 +18,7 @@ from pcam.errors import run_cli
 from search.console import sigterm_as_interrupt
 from search.exported import MODEL_FILE
 from search.members import AUTO_ENSEMBLE
-from search.options import STORAGE_ENV
+from search.options import DATA, PROGRESS, STORAGE, STUDY, Option, option_values
 from search.submission import FIT_ON, SubmitConfig, SubmitOutcome, submit
 
 KAGGLE_COMPETITION = "histopathologic-cancer-detection"
@@ -33,9 +34,51 @@ next:
 """
 
 
+OPTIONS: tuple[Option, ...] = (
+    replace(STUDY, help="study name (default {default})"),
+    replace(
+        STORAGE,
+        help="SQLAlchemy URL of the study (default: $PCAM_STORAGE, else "
+        "sqlite:///studies/<study>.db)",
+    ),
+    replace(DATA, help="the study's data set (default: where the study read it)"),
+    Option(
+        "trial", "int | None", None, "",
+        "this trial number instead of the best (default: the best and its ties)",
+        metavar="N",
+    ),
+    Option(
+        "ensemble", "int | None", None, "",
+        "average the top K complete trials, each retrained (default: the best and the "
+        f"trials inside its 95%% validation interval, at most {AUTO_ENSEMBLE})",
+        metavar="K",
+    ),
+    Option(
+        "all_data", "bool", False, "",
+        "retrain on every labelled patch of the data set, not only those a --limit "
+        "search saw (search small, retrain big; default: the patches the search saw)",
+        flag="--all",
+    ),
+    Option(
+        "tta", "str", "d8", "",
+        "test-time augmentation: the 8 symmetries, 4 flips, or none (default {default})",
+        choices=tuple(TTA_MODES),
+    ),
+    Option(
+        "fit_on", "str", "train+val", "",
+        "data of the final fit (default {default}; PCam HDF5 always uses train)",
+        choices=FIT_ON,
+    ),
+    Option(
+        "out", "str | None", None, "", "output folder (default: studies/<study>)",
+        metavar="DIR",
+    ),
+    replace(PROGRESS, help="no progress output"),
+)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m search.submit``."""
-    defaults = SubmitConfig()
     parser = command_parser(
         prog="python -m search.submit",
         description="Retrain a study's best trial and its statistical ties on all labelled\n"
@@ -43,73 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(id,label = tumour probability) for the test split.",
         epilog=EPILOG,
     )
-    add = parser.add_argument
-    add("--study", default=defaults.study, metavar="NAME", help="study name (default %(default)s)")
-    add(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="SQLAlchemy URL of the study (default: $PCAM_STORAGE, else sqlite:///studies/<study>.db)",
-    )
-    add(
-        "--data",
-        default=None,
-        metavar="PATH",
-        help="the study's data set (default: where the study read it)",
-    )
-    add(
-        "--trial",
-        type=int,
-        default=None,
-        metavar="N",
-        help="this trial number instead of the best (default: the best and its ties)",
-    )
-    add(
-        "--ensemble",
-        type=int,
-        default=None,
-        metavar="K",
-        help="average the top K complete trials, each retrained (default: the best and the "
-        f"trials inside its 95%% validation interval, at most {AUTO_ENSEMBLE})",
-    )
-    add(
-        "--all",
-        action="store_true",
-        help="retrain on every labelled patch of the data set, not only those a --limit "
-        "search saw (search small, retrain big; default: the patches the search saw)",
-    )
-    add(
-        "--tta",
-        choices=tuple(TTA_MODES),
-        default=defaults.tta,
-        help="test-time augmentation: the 8 symmetries, 4 flips, or none (default %(default)s)",
-    )
-    add(
-        "--fit-on",
-        choices=FIT_ON,
-        default=defaults.fit_on,
-        help="data of the final fit (default %(default)s; PCam HDF5 always uses train)",
-    )
-    add("--out", default=None, metavar="DIR", help="output folder (default: studies/<study>)")
-    add("--no-progress", action="store_true", help="no progress output")
+    for option in OPTIONS:
+        option.add_to(parser)
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> SubmitConfig:
     """The command line as a SubmitConfig."""
-    args = build_parser().parse_args(argv)
-    return SubmitConfig(
-        study=args.study,
-        storage=args.storage or os.environ.get(STORAGE_ENV) or None,
-        data=args.data,
-        trial=args.trial,
-        ensemble=args.ensemble,
-        all_data=args.all,
-        tta=args.tta,
-        fit_on=args.fit_on,
-        out=args.out,
-        progress=not args.no_progress,
-    )
+    parser = build_parser()
+    return SubmitConfig(**option_values(parser, OPTIONS, parser.parse_args(argv)))
 
 
 def summary(outcome: SubmitOutcome) -> str:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
 
 from pcam.cli import command_parser
 from search.config import SearchConfig
-from search.options import STORAGE_ENV
+from search.options import STORAGE, STUDY
 from search.report.page import write_report
 from search.study import load_existing_study
 
@@ -29,14 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a study's report: one HTML page that opens offline.",
         epilog=EPILOG,
     )
+    replace(STUDY, help="study name (required)", required=True).add_to(parser)
+    STORAGE.add_to(parser)
     add = parser.add_argument
-    add("--study", required=True, metavar="NAME", help="study name (required)")
-    add(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="SQLAlchemy URL (default: $PCAM_STORAGE, else sqlite:///studies/<study>.db)",
-    )
     add(
         "--out",
         type=Path,
@@ -49,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    storage = args.storage or os.environ.get(STORAGE_ENV) or None
-    config = SearchConfig(study=args.study, storage=storage)
+    config = SearchConfig(study=args.study, storage=args.storage or STORAGE.fallback(args))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_existing_study(config.study, config.storage_url)
     path = write_report(study, args.out or config.output_dir / "report.html")
