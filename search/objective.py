@@ -216,8 +216,8 @@ class Objective:
         first_judged = first_judged_epoch(self.max_epochs)
         if judged and epochs_run < first_judged:
             # Too early to tell: no pruner would have judged it yet, and a value from
-            # the first epochs of a slow starter (0.55 after 2 of 12 epochs in the 2-hour
-            # bench_quality run) would teach the sampler that its region is bad.
+            # the first epochs of a slow starter would teach the sampler that its region
+            # is bad.
             reason = (
                 f"cut by the budget after epoch {epochs_run}, before epoch {first_judged}, "
                 "the first a pruner may judge"

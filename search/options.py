@@ -29,15 +29,15 @@ TUNERS = ("hyperband", "bayesian", "random")
 SYNTHETIC_EPOCHS = 4
 REAL_DATA_EPOCHS = 12
 # The most one trial may take on the embedded synthetic set when neither --budget nor
-# --max-trial-minutes says. 100 trials within an hour leave 36 s a trial on average: with a
-# 2-minute cap a default search on the 2-core VM ran 56 trials in its first hour (67 s a
-# trial, heavy models that all scored near 1.0), so heavier draws are cut at once. The seed
-# baseline (47 s there) is measured whatever the cap; the priors (about 1.5 min) are pruned.
+# --max-trial-minutes says. 100 trials within an hour leave 36 s a trial on average, and
+# with a looser cap heavy models (which all score near 1.0 there) took the hour, so heavier
+# draws are cut at once (bench/README.md, the default run). The seed baseline is measured
+# whatever the cap.
 SYNTHETIC_TRIAL_MINUTES = 1.0
 # Trials one process runs before it hands the search to a fresh one (--recycle-after): on
-# TensorFlow a process keeps 70-80 MiB of every trial's model whatever is freed (README,
-# bench/bench_cleanup.py), so an overnight search in one process would outgrow a laptop; a
-# fresh process costs seconds against the minutes of 20 trials.
+# TensorFlow a process keeps part of every trial's model whatever is freed
+# (bench/bench_cleanup.py, bench_memory), so an overnight search in one process would outgrow
+# a laptop; a fresh process costs seconds against the minutes of 20 trials.
 RECYCLE_AFTER = 20
 UNTIL_BUDGET = 1_000_000  # --trials when only --budget bounds a search
 DEFAULT_TRIALS = 100
