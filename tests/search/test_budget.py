@@ -131,6 +131,7 @@ def test_a_trial_projected_past_the_cap_is_pruned_from_its_first_batches(tiny_sy
     assert study.trials[2].state == TrialState.COMPLETE
 
 
+@pytest.mark.slow  # real training until the budget runs out
 def test_a_trial_the_budget_cuts_before_its_first_judged_epoch_is_pruned(data):
     # A deadline already passed: every trial is cut after its first epoch.
     def run(max_epochs, role=None):

@@ -104,6 +104,7 @@ def test_search_run_groups_its_options_and_documents_the_worker_index():
     assert "studies/<study>.db" in parser.epilog and "search.submit" in parser.epilog
 
 
+@pytest.mark.slow  # imports every public name in a fresh process
 def test_the_packages_name_their_public_surface_and_load_no_backend_for_it():
     """``import pcam`` and ``import search`` load no backend; every name in ``__all__``
     resolves (the ones that train load Keras then, as a user would expect)."""

@@ -141,6 +141,7 @@ def test_submit_writes_a_valid_submission_in_sample_order(submitted, tiny_study)
     assert leftovers == ["best", "submission.csv"]
 
 
+@pytest.mark.slow  # the module's one searched and submitted study: the full suite's
 def test_the_summary_gives_the_kaggle_line_that_submits_the_file(submitted):
     line = next(x for x in summary(submitted).splitlines() if x.startswith("on Kaggle:"))
     command = shlex.split(line.removeprefix("on Kaggle:"))
@@ -157,6 +158,7 @@ def test_the_summary_gives_the_kaggle_line_that_submits_the_file(submitted):
     assert f"trial {trial} (val AUC {submitted.metadata['val_auc']:.4f})" in message
 
 
+@pytest.mark.slow  # the module's one searched and submitted study: the full suite's
 def test_model_json_records_the_trial_data_and_provenance(submitted, tiny_study):
     study = tiny_study.study()
     best = study.best_trial
@@ -393,11 +395,13 @@ def test_missing_database_is_refused_and_not_created(tmp_path):
     assert not (tmp_path / "studies").exists()
 
 
+@pytest.mark.slow  # the module's one searched and submitted study: the full suite's
 def test_unknown_trial_number(tiny_study, tmp_path):
     with pytest.raises(ConfigError, match="has no trial 99"):
         submit(tiny_study.config(tmp_path / "out", trial=99))
 
 
+@pytest.mark.slow  # the module's one searched and submitted study: the full suite's
 def test_study_without_a_complete_trial(tiny_study, tmp_path):
     storage = f"sqlite:///{tmp_path}/empty.db"
     study = optuna.create_study(study_name="empty", storage=storage, direction="maximize")
@@ -416,6 +420,7 @@ def test_model_dir_without_model_json(tmp_path):
         load_exported(tmp_path / "model")
 
 
+@pytest.mark.slow  # the module's one searched and submitted study: the full suite's
 def test_changed_training_data_is_refused(tiny_study, tmp_path):
     data = copy_of(tiny_study.data, tmp_path)
     labels = data / "train_labels.csv"
@@ -425,6 +430,7 @@ def test_changed_training_data_is_refused(tiny_study, tmp_path):
     assert not (tmp_path / "out" / "submission.csv").exists()
 
 
+@pytest.mark.slow  # the module's one searched and submitted study: the full suite's
 def test_a_copy_with_new_file_times_is_the_study_data_set(tiny_study, tmp_path):
     """Another machine's copy (files written anew, so new times and another fingerprint) is
     recognised by its content; a study recorded before content hashes asks for kept times."""
@@ -446,6 +452,7 @@ def test_a_copy_with_new_file_times_is_the_study_data_set(tiny_study, tmp_path):
 @pytest.mark.parametrize(
     ("damage", "message"), [("empty", "holds no images"), ("one_missing", "disagree")]
 )
+@pytest.mark.slow  # the module's one searched and submitted study: the full suite's
 def test_bad_test_folder_fails_before_training(tiny_study, tmp_path, monkeypatch, damage, message):
     data = copy_of(tiny_study.data, tmp_path)
     images = sorted((data / "test").iterdir())
@@ -461,6 +468,7 @@ def test_bad_test_folder_fails_before_training(tiny_study, tmp_path, monkeypatch
     assert not (tmp_path / "out" / "submission.csv").exists()
 
 
+@pytest.mark.slow  # the module's one searched and submitted study: the full suite's
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_failure_after_training_leaves_the_previous_submission(tiny_study, tmp_path, monkeypatch):
     """A model that predicts NaN: nothing is written, the earlier pair stays, no temp files."""
@@ -487,6 +495,7 @@ def _tiny_retrain(trial, fit_data, *, max_epochs, seed, runtime, progress):
     return build(TINY), record
 
 
+@pytest.mark.slow  # the module's one searched and submitted study: the full suite's
 @pytest.mark.parametrize("where", ["the model export", "the submission"])
 def test_a_full_disk_during_the_export_leaves_the_previous_model_and_submission(
     tiny_study, tmp_path, monkeypatch, where
