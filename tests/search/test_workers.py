@@ -20,13 +20,17 @@ from tests.helpers import children_take_sigint
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def _search(data, storage: str, study: str, *extra: str) -> subprocess.Popen:
+def _search(
+    data, storage: str, study: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     argv = [
         sys.executable, "-m", "search.run", "--data", str(data), "--study", study,
         "--storage", storage, "--max-epochs", "1", "--limit", "40", "--no-progress",
         "--no-report", "--heartbeat", "2", *extra,
     ]  # fmt: skip
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def _check_study(storage: str, study: str, trials: int) -> list[optuna.trial.FrozenTrial]:
@@ -196,6 +200,27 @@ def test_storage_sets_write_ahead_logging(tmp_path, query):
     with sqlite3.connect(tmp_path / "wal.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert not [p.name for p in tmp_path.iterdir() if "?" in p.name]  # no file named "wal.db?…"
+
+
+@pytest.mark.slow
+def test_workers_start_no_trial_once_the_command_s_budget_is_spent(tmp_path, tiny_synthetic):
+    """--budget is the command's wall time, whatever came before the workers started: here it
+    was spent before they did (the search began 40 s before, with 30 s of budget, as when the
+    parent's cache build outlasts the budget). They start no trial and the search ends."""
+    from search.config import STARTED_ENV
+
+    storage = f"sqlite:///{tmp_path / 'b.db'}"
+    began = time.time() - 40
+    environment = {**os.environ, STARTED_ENV: repr(began)}
+    search = _search(
+        tiny_synthetic, storage, "b", "--workers", "2", "--budget", "30s", env=environment
+    )
+    out, err = search.communicate(timeout=300)
+    assert search.returncode == 0, err[-3000:]
+    assert "started 2 workers" in err
+    trials = optuna.load_study(study_name="b", storage=storage).trials
+    assert trials and {t.state for t in trials} == {TrialState.WAITING}, trials  # none started
+    assert "budget 30 s: used" in out
 
 
 def test_workers_count_the_budget_from_the_command_s_start():
