@@ -27,7 +27,7 @@ import optuna
 from common import RESULTS, describe_machine, format_table, machine_info, write_results
 
 from pcam.errors import run_cli
-from search.study import make_pruner
+from search.pruning import first_judged_epoch, make_pruner
 
 BUDGET = 12
 REPLAYS = 30
@@ -78,6 +78,79 @@ def replay(pruner: Callable[[], optuna.pruners.BasePruner], seed_curve, recipe) 
     return pruned_at
 
 
+ARMS = ("seed", "recipe", "recipe-hed_jitter-0.1", "recipe-input_norm-per_patch")
+VAL_PATCHES, VAL_POSITIVES = 600, 246  # bench_quality's validation split
+
+
+def recorded_curves() -> dict[str, list[float]]:
+    """bench_quality's saved validation curves, each cut (or held at its end) to ``BUDGET``."""
+    curves = {}
+    for arm in ARMS:
+        path = QUALITY / f"{arm}.json"
+        if path.is_file():
+            result = json.loads(path.read_text())["result"]
+            curve = result.get("val_auc_curve") or result["val_auc"]  # older files: the curve
+            curves[arm] = (curve + [curve[-1]] * BUDGET)[:BUDGET]
+    return curves
+
+
+def incumbent_replay(
+    pruner: Callable[[], optuna.pruners.BasePruner], incumbent: list[float], candidate: list[float]
+) -> list[int | None]:
+    """The epoch at which ``pruner`` stopped ``candidate`` after ``incumbent`` completed, over
+    ``REPLAYS`` draws of N(0, 0.01) noise on both (None: it ran on)."""
+    pruned_at = []
+    for replay_number in range(REPLAYS):
+        rng = np.random.default_rng(1000 + replay_number)
+        # Hyperband puts a trial in a bracket by a hash of the study's name and the trial's
+        # number: a named study replays the same brackets under every pruner compared.
+        study = optuna.create_study(
+            study_name=f"replay-{replay_number}", direction="maximize", pruner=pruner()
+        )
+        study.set_user_attr("val_positives", VAL_POSITIVES)
+        study.set_user_attr("val_patches", VAL_PATCHES)
+        for curve, last in ((incumbent, False), (candidate, True)):
+            noisy = np.clip(np.asarray(curve) + rng.normal(0, 0.01, len(curve)), 0, 1)
+            trial = study.ask()
+            at = None
+            for epoch, value in enumerate(noisy):
+                trial.report(float(value), epoch)
+                if trial.should_prune() and last and epoch + 1 < len(noisy):
+                    at = epoch + 1
+                    break
+            study.tell(trial, float(noisy.max()) if at is None else None,
+                       state=None if at is None else optuna.trial.TrialState.PRUNED)  # fmt: skip
+        pruned_at.append(at)
+    return pruned_at
+
+
+def plain_hyperband() -> optuna.pruners.BasePruner:
+    """The default pruner without the far-below-the-incumbent rule."""
+    first = first_judged_epoch(BUDGET)
+    return optuna.pruners.HyperbandPruner(
+        min_resource=first, max_resource=BUDGET, reduction_factor=3
+    )
+
+
+def incumbent_table(curves: dict[str, list[float]]) -> tuple[list[list[str]], dict]:
+    """Every recorded curve as the candidate after every other as the incumbent."""
+    from pcam.metrics import auc_interval
+
+    rows, record = [], {}
+    for incumbent, first in curves.items():
+        low, _ = auc_interval(max(first), VAL_POSITIVES, VAL_PATCHES - VAL_POSITIVES)
+        for candidate, second in curves.items():
+            if candidate == incumbent:
+                continue
+            alone = incumbent_replay(plain_hyperband, first, second)
+            joined = incumbent_replay(lambda: make_pruner("hyperband", BUDGET), first, second)
+            verdict = "far below" if max(second) < low else "inside or above"
+            shown = f"{max(second):.3f} ({verdict})"
+            rows.append([incumbent, candidate, shown, describe(alone), describe(joined)])
+            record[f"{candidate} after {incumbent}"] = {"hyperband": alone, "with_rule": joined}
+    return rows, record
+
+
 def describe(pruned_at: list[int | None]) -> str:
     epochs = sorted({at for at in pruned_at if at is not None})
     count = sum(at is not None for at in pruned_at)
@@ -88,11 +161,23 @@ def describe(pruned_at: list[int | None]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--old-bn-epochs", type=int, default=6)
+    parser.add_argument(
+        "--incumbent-only",
+        action="store_true",
+        help="only replay the far-below-the-incumbent rule on the recorded curves (no training)",
+    )
     args = parser.parse_args(argv)
     if not (QUALITY / "seed.json").is_file() or not (QUALITY / "recipe.json").is_file():
         parser.error("run python bench/bench_quality.py --arm seed and --arm recipe first")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     info = machine_info()
+    print(f"machine: {describe_machine(info)}")
+    rows, incumbents = incumbent_table(recorded_curves())
+    header = ["incumbent", "candidate", "candidate's best", "pruned: Hyperband", "+ the rule"]
+    print(format_table(header, rows))
+    if args.incumbent_only:
+        write_results("bench_pruning_incumbent", {"machine": info, "pruned_at": incumbents})
+        return 0
     seed_curve = json.loads((QUALITY / "seed.json").read_text())["result"]["val_auc"]
     recipe_new = json.loads((QUALITY / "recipe.json").read_text())["result"]["val_auc"]
     seed_curve = (seed_curve + [seed_curve[-1]] * BUDGET)[:BUDGET]  # a 10-epoch run, held
@@ -114,7 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         old, new = replay(pruner, seed_curve, recipe_old), replay(pruner, seed_curve, recipe_new)
         rows.append([name, describe(old), describe(new)])
         record[name] = {"old_bn": old, "new_bn": new}
-    print(f"machine: {describe_machine(info)}")
     print("seed design      ", " ".join(f"{v:.3f}" for v in seed_curve))
     print("recipe, BN 0.99  ", " ".join(f"{v:.3f}" for v in measured), "(measured; then held)")
     print("recipe, BN/epoch ", " ".join(f"{v:.3f}" for v in recipe_new))

@@ -50,8 +50,9 @@ from optuna.trial import TrialState
 
 from pcam.synth import generate
 from search.objective import claims_a_slot
+from search.pruning import make_pruner
 from search.space import SPACE, suggest
-from search.study import FINISHED, make_pruner, make_sampler, make_storage
+from search.study import FINISHED, make_sampler, make_storage
 
 SEARCH_FLAGS = (
     "--max-epochs", "1", "--limit", "40", "--max-params", "20000",

@@ -22,9 +22,9 @@ from pcam.train import (
     train,
 )
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
+from search.pruning import first_judged_epoch
 from search.record import TrialRecord
 from search.space import SPACE, Dimension, suggest
-from search.study import first_judged_epoch
 
 UNPRUNED_ROLES = (SEED_BASELINE_ROLE, PRIOR_ROLE, WARM_START_ROLE)
 # By name, so that no backend need be imported: TensorFlow's tf.errors.ResourceExhaustedError,

@@ -24,6 +24,7 @@ from search.priors import (
     warm_start_values,
 )
 from search.provenance import git_commit, package_versions
+from search.pruning import make_pruner
 from search.space import outside, seed_baseline_values, space_changes
 
 logger = logging.getLogger(__name__)
@@ -48,30 +49,6 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
             ) from None
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
-
-
-def first_judged_epoch(max_epochs: int) -> int:
-    """The first epoch count at which a pruner may judge a trial: a quarter of the budget.
-
-    Models that win late (batch norm, deeper blocks, a warm-up) trail the fast starters for
-    their first epochs; judging them then rewards speed of start, not the final model.
-    """
-    return max(1, round(max_epochs / 4))
-
-
-def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
-    """Pruners step on epochs (0-based); Hyperband's resource is the epoch count. None of
-    them judges a trial before ``first_judged_epoch``."""
-    first = first_judged_epoch(max_epochs)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=first - 1)
-    if name == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.HyperbandPruner(
-        min_resource=first, max_resource=max_epochs, reduction_factor=3
-    )
 
 
 class SteadyStorage(optuna.storages.RDBStorage):

@@ -17,9 +17,10 @@ from search.config import SearchConfig
 from search.objective import Objective
 from search.options import parse_budget
 from search.priors import PRIOR_ROLE, PRIORS, SEED_BASELINE_ROLE, WARM_START_ROLE
+from search.pruning import first_judged_epoch, make_pruner
 from search.runner import run_search
 from search.space import seed_baseline_values, suggest
-from search.study import first_judged_epoch, make_pruner, open_study
+from search.study import open_study
 from search.submission import choose_trials
 from search.summary import summary
 

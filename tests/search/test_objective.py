@@ -17,8 +17,8 @@ from pcam.model import ModelParams
 from pcam.runtime import Runtime
 from pcam.train import VAL_AUC, TrainingDiverged, train
 from search.objective import Objective, TrialFailed, is_out_of_memory
+from search.pruning import make_pruner
 from search.space import seed_baseline_values
-from search.study import make_pruner
 
 SMALL = ModelParams(blocks=2, filters=(8, 16), dense_units=16, batch_size=8, epochs=2, crop=32)
 
