@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from pcam.metrics import auc_standard_error
+from search.ranking import top_trials
 
 
 def first_judged_epoch(max_epochs: int) -> int:
@@ -95,10 +96,9 @@ def far_below_incumbent(study: optuna.Study, trial: FrozenTrial, *, first_step: 
 
 def incumbent_at(study: optuna.Study, step: int) -> float | None:
     """The best complete trial's best validation AUC up to ``step`` (None without one)."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ranked = [t for t in complete if t.value is not None and math.isfinite(t.value)]
-    if not ranked:
+    best = top_trials(study, 1)
+    if not best:
         return None
-    incumbent = max(ranked, key=lambda t: t.value)
+    incumbent = best[0]
     curve = [v for s, v in incumbent.intermediate_values.items() if s <= step]
     return max(curve) if curve else None
