@@ -119,7 +119,8 @@ def test_one_stop_ends_every_worker_and_leaves_no_trial_running(
     SIGTERM to the parent: every process ends within seconds, with the conventional status,
     each interrupted trial FAIL with its reason, none RUNNING; the same command resumes."""
     storage = f"sqlite:///{tmp_path / 'stop.db'}"
-    args = ("--trials", "6", "--workers", "2", "--max-params", "1000000")
+    # enough trials that both workers still train when the stop comes (early prunes are quick)
+    args = ("--trials", "12", "--workers", "2", "--max-params", "1000000")
     argv = [
         sys.executable, "-m", "search.run", "--data", str(tiny_synthetic), "--study", "stop",
         "--storage", storage, "--max-epochs", "3", "--limit", "40", "--no-progress",
@@ -155,7 +156,7 @@ def test_one_stop_ends_every_worker_and_leaves_no_trial_running(
     if stop == signal.SIGINT:
         again = subprocess.run(argv, capture_output=True, text=True, timeout=400)
         assert again.returncode == 0, again.stderr[-3000:]
-        _check_study(storage, "stop", 6)
+        _check_study(storage, "stop", 12)
 
 
 @pytest.mark.slow
