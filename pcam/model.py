@@ -56,6 +56,9 @@ class ModelParams:
     hed_jitter: float = 0.0
     colour_jitter: float = 0.0  # brightness/contrast/saturation, ``pcam.augment.colour_jitter``
     input_norm: str = "none"  # INPUT_NORMS
+    # The model is the mean of its weights at the end of its last ``average_epochs`` epochs
+    # (tail weight averaging, as in SWA); 1: the last epoch's weights. ``pcam.train``.
+    average_epochs: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -89,6 +92,7 @@ class ModelParams:
                 self.dense_units,
                 self.batch_size,
                 self.epochs,
+                self.average_epochs,
             )
             < 1
             or self.learning_rate <= 0

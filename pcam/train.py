@@ -10,6 +10,7 @@ import gc
 import math
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,6 +140,35 @@ class SpeedCheck(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class WeightAverage(keras.callbacks.Callback):
+    """From the end of each epoch to the start of the next, the model holds the mean of its
+    weights at the end of the last ``epochs`` epochs (fewer in the first ones); training goes
+    on from the epoch's own weights. Validation, ``restore_best`` and a run's last epoch
+    therefore see the averaged model.
+
+    Tail averaging of epoch-end snapshots, as stochastic weight averaging does: the mean of
+    nearby points of a noisy descent lies nearer the middle of a flat basin than any one of
+    them. Batch-norm statistics are averaged with the weights rather than recomputed.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.snapshots: deque[list[np.ndarray]] = deque(maxlen=epochs)
+        self._own: list[np.ndarray] | None = None  # the epoch's weights, while the mean stands in
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        if self._own is not None:
+            self.model.set_weights(self._own)
+            self._own = None
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        own = [np.array(w) for w in self.model.get_weights()]
+        self.snapshots.append(own)
+        self._own = own
+        mean = [np.mean(ws, axis=0, dtype=np.float64) for ws in zip(*self.snapshots, strict=True)]
+        self.model.set_weights([m.astype(w.dtype) for m, w in zip(mean, own, strict=True)])
+
+
 class ValidationAUC(keras.callbacks.Callback):
     """Adds exact ``val_auc`` and ``val_loss`` to the epoch logs, then asks ``on_epoch``."""
 
@@ -251,13 +281,14 @@ def fit(
     watcher = ValidationAUC(
         val_data, on_epoch, runtime.val_batch_size, restore_best=restore_best, speed=speed
     )
+    averaging = [WeightAverage(params.average_epochs)] if params.average_epochs > 1 else []
     started = time.perf_counter()
     with release_on_interrupt():
         fitted = model.fit(
             feed,
             epochs=run_epochs,
             initial_epoch=initial_epoch,
-            callbacks=[speed, watcher, *(callbacks or [])],
+            callbacks=[speed, *averaging, watcher, *(callbacks or [])],
             verbose=verbose,
         )
     wall = time.perf_counter() - started

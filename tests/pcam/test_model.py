@@ -130,3 +130,5 @@ def test_bad_schedule_values_are_refused():
         ModelParams(input_norm="stain")
     with pytest.raises(ValueError, match="colour_jitter must lie in"):
         ModelParams(colour_jitter=1.5)
+    with pytest.raises(ValueError, match="sizes, epochs and learning rate must be positive"):
+        ModelParams(average_epochs=0)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from pcam.model import ModelParams
 
 SCRIPT = """
 import gc, sys, weakref
@@ -58,6 +62,47 @@ def test_restore_best_hands_back_the_best_epochs_weights(tiny_synthetic, restore
     scored = roc_auc(data.val.y, predict(result.model, data.val))
     expected = result.best_val_auc if restore_best else result.val_auc[-1]
     assert scored == pytest.approx(expected, abs=1e-6)
+
+
+def _epoch_weights_recorder():
+    """A ``fit`` callback that keeps each epoch's own weights at its end, before averaging."""
+    import keras
+
+    class EpochWeights(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.weights = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.weights.append([np.array(w) for w in self.model.get_weights()])
+
+    return EpochWeights()
+
+
+@pytest.mark.slow
+def test_weight_averaging_validates_and_ends_with_the_mean_of_the_last_epochs(tiny_synthetic):
+    """average_epochs=3: training follows the same path as without averaging; each epoch is
+    validated on, and the run ends with, the mean of the last (up to) three epochs' weights."""
+    from pcam.data import load_training_data
+    from pcam.metrics import roc_auc
+    from pcam.train import build_model, fit, predict
+
+    data = load_training_data(tiny_synthetic, limit=60, progress=False)
+    plain = ModelParams(
+        blocks=1, filters=(4,), dense_units=8, batch_size=8, epochs=4, crop=32, learning_rate=3e-2
+    )
+    recorder = _epoch_weights_recorder()
+    model, _ = build_model(plain, len(data.train), seed=3)
+    own = fit(model, plain, data.train, data.val, seed=3, callbacks=[recorder])
+    averaged = dataclasses.replace(plain, average_epochs=3)
+    model, _ = build_model(averaged, len(data.train), seed=3)
+    result = fit(model, averaged, data.train, data.val, seed=3)
+    for got, *last in zip(result.model.get_weights(), *recorder.weights[-3:], strict=True):
+        assert np.allclose(got, np.mean(last, axis=0), atol=1e-6)
+    assert result.val_auc[0] == pytest.approx(own.val_auc[0], abs=1e-6)  # one epoch: its own
+    assert not np.allclose(result.model.get_weights()[0], recorder.weights[-1][0], atol=1e-4)
+    scored = roc_auc(data.val.y, predict(result.model, data.val))
+    assert scored == pytest.approx(result.val_auc[-1], abs=1e-6)
 
 
 @pytest.mark.slow
