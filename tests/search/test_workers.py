@@ -111,14 +111,21 @@ def test_two_workers_on_the_local_default_finish_exactly_and_retry_a_killed_tria
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("stop", "status", "database"),
+    [(signal.SIGINT, 130, "sqlite"), (signal.SIGTERM, 143, "sqlite"), (signal.SIGINT, 130, "pg")],
+)
 def test_one_stop_ends_every_worker_and_leaves_no_trial_running(
-    tmp_path, tiny_synthetic, stop, status
+    request, tmp_path, tiny_synthetic, stop, status, database
 ):
     """Ctrl-C as a terminal sends it (to the whole foreground process group) or a scheduler's
     SIGTERM to the parent: every process ends within seconds, with the conventional status,
-    each interrupted trial FAIL with its reason, none RUNNING; the same command resumes."""
-    storage = f"sqlite:///{tmp_path / 'stop.db'}"
+    each interrupted trial FAIL with its reason, none RUNNING; the same command resumes. On
+    SQLite and on PostgreSQL (the many-machine storage)."""
+    if database == "pg":
+        storage = request.getfixturevalue("postgres_url")
+    else:
+        storage = f"sqlite:///{tmp_path / 'stop.db'}"
     # enough trials that both workers still train when the stop comes (early prunes are quick)
     args = ("--trials", "12", "--workers", "2", "--max-params", "1000000")
     argv = [
