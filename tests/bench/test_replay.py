@@ -1,0 +1,135 @@
+"""The replay benchmark (bench/bench_replay.py): the search's rules on a simulated clock, a
+seed that repeats its results, and a table exported from a real study."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import bench_replay as replay
+
+from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, prior_values
+from search.space import seed_baseline_values
+
+MAX_EPOCHS = 12
+MINUTE = 60.0
+
+
+def _recorded(number, role, values, curve, *, epoch_minutes=1.0, projected=None):
+    return replay.Recorded(
+        number=number,
+        role=role,
+        values=values,
+        curve=tuple(curve),
+        start_seconds=1.0,
+        epoch_seconds=(epoch_minutes * MINUTE,) * len(curve),
+        projected_seconds=projected if projected is not None else epoch_minutes * 12 * MINUTE,
+        steps_per_epoch=38,
+    )
+
+
+def _table() -> replay.Table:
+    """The seed design, the priors (one too slow for any cap) and sampled trials: a good one,
+    a heavy loser, a light one."""
+    seed = _recorded(
+        0, SEED_BASELINE_ROLE, seed_baseline_values(), [0.80 + 0.006 * e for e in range(12)]
+    )
+    priors = [
+        _recorded(1 + i, PRIOR_ROLE, values, [0.85 + 0.007 * e for e in range(12)], epoch_minutes=2)
+        for i, (_, values) in enumerate(prior_values())
+    ]
+    priors[-1] = _recorded(3, PRIOR_ROLE, prior_values()[-1][1], [], projected=500 * MINUTE)
+    sampled = [
+        _recorded(
+            4, "sampled", {**seed_baseline_values(), "blocks": 5}, [0.70] * 12, epoch_minutes=3
+        ),
+        _recorded(5, "sampled", {**seed_baseline_values(), "dense_units": 64}, [0.82] * 12),
+    ]
+    return replay.Table((seed, *priors, *sampled), MAX_EPOCHS, 600, 246, {"studies": ["test"]})
+
+
+def _trial(study: optuna.Study) -> optuna.Trial:
+    return study.ask()
+
+
+def test_a_trial_over_the_cap_or_past_the_budget_is_stopped_at_its_first_batches():
+    table = _table()
+    study = optuna.create_study(direction="maximize")
+    prior = table.trials[1]  # 24 minutes in all
+    seconds, counted = replay.run_trial(
+        _trial(study), prior, left=120 * MINUTE, cap=20 * MINUTE, max_epochs=MAX_EPOCHS
+    )
+    assert counted is None and seconds < MINUTE  # over the cap: its first batches only
+    # 10 minutes left: epoch 3 (6 minutes in) could be judged, so it starts and is cut at 10
+    seconds, counted = replay.run_trial(
+        _trial(study), prior, left=10 * MINUTE, cap=None, max_epochs=MAX_EPOCHS
+    )
+    assert seconds == 10 * MINUTE and counted == pytest.approx(max(prior.curve[:4]))
+    # 5 minutes left: epoch 3 would end after the budget, so it does not start
+    seconds, counted = replay.run_trial(
+        _trial(study), prior, left=5 * MINUTE, cap=None, max_epochs=MAX_EPOCHS
+    )
+    assert counted is None and seconds < MINUTE
+
+
+def test_the_same_seed_replays_the_same_search_and_the_priors_come_first():
+    table = _table()
+    strategy = replay.STRATEGIES[1]
+    first = replay.simulate(table, strategy, budget=90 * MINUTE, seed=3)
+    again = replay.simulate(table, strategy, budget=90 * MINUTE, seed=3)
+    assert [(s.recorded.number, s.seconds, s.counted) for s in first] == [
+        (s.recorded.number, s.seconds, s.counted) for s in again
+    ]
+    assert [s.recorded.number for s in first[:4]] == [0, 1, 2, 3]
+    assert first[3].counted is None  # the too-slow prior
+    assert sum(s.seconds for s in first) == pytest.approx(90 * MINUTE)
+    summary = replay.summarise(table, first)
+    assert summary["best"] == pytest.approx(table.priors_best)
+    assert summary["minutes_to_priors_best"] == pytest.approx((1 + 12 * 60 + 1 + 24 * 60) / 60)
+
+
+def test_the_heavy_loser_is_pruned_at_the_first_judged_epoch_by_the_default_only():
+    """The recorded trial far below the incumbent is stopped at epoch 3 by the default
+    pruner (far-below rule); without pruning it runs its 36 minutes."""
+    table = _table()
+    loser = table.trials[4]
+    for strategy, minutes in ((replay.STRATEGIES[1], 3 * 3), (replay.STRATEGIES[-1], 36)):
+        study = optuna.create_study(direction="maximize", pruner=strategy.pruner(MAX_EPOCHS))
+        study.set_user_attr("val_positives", 246)
+        study.set_user_attr("val_patches", 600)
+        done = study.ask()
+        for epoch, value in enumerate(table.trials[1].curve):
+            done.report(value, epoch)
+        study.tell(done, table.trials[1].best)
+        seconds, counted = replay.run_trial(
+            study.ask(), loser, left=600 * MINUTE, cap=None, max_epochs=MAX_EPOCHS
+        )
+        assert (seconds - 1.0) / MINUTE == pytest.approx(minutes)
+        assert (counted is None) == (minutes < 36)
+
+
+@pytest.mark.slow
+def test_a_table_exported_from_a_real_study_replays(tmp_path, tiny_synthetic):
+    """A real two-trial search (seed design and a prior, pruning off), exported: its whole
+    curves, costs and roles, replayed for every strategy."""
+    import subprocess
+
+    storage = f"sqlite:///{tmp_path / 'r.db'}"
+    search = subprocess.run(
+        [sys.executable, "-m", "search.run", "--data", str(tiny_synthetic), "--study", "r",
+         "--storage", storage, "--trials", "2", "--max-epochs", "2", "--limit", "40",
+         "--pruner", "none", "--sampler", "random", "--no-progress", "--no-report"],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert search.returncode == 0, search.stderr[-3000:]
+    table = replay.export([(storage, "r")], tmp_path / "curves.json")
+    assert [t.role for t in table.trials] == [SEED_BASELINE_ROLE, PRIOR_ROLE]
+    assert all(len(t.curve) == 2 and len(t.epoch_seconds) == 2 for t in table.trials)
+    assert replay.load(tmp_path / "curves.json") == table
+    rows, _ = replay.replay_table(table, budget=30 * MINUTE, seeds=2)
+    assert len(rows) == len(replay.STRATEGIES)
