@@ -10,10 +10,11 @@ every strategy is replayed against them, in the spirit of LCBench and HPOBench:
   nearest to them (``Table.nearest``: L1 over values scaled to [0, 1], log ranges on the log
   scale, a different choice counting 1) stands in for the model it would have trained: a
   1-nearest-neighbour surrogate, scored on held-out recorded trials (``--surrogate``).
-- The search's own rules run on a simulated clock: the seed design and the priors first, the
-  per-trial cap (half the budget), no trial started whose first judged epoch would fall
-  after the budget's end, the real pruner (``search.pruning.make_pruner``) asked after every
-  epoch, a trial cut by the budget counting once it reached the first judged epoch.
+- The search's own rules (``search.objective``) run on a simulated clock: the seed design
+  and the priors first and never pruned, the per-trial cap (half the budget; not for the
+  seed design), no sampled trial started whose first judged epoch would fall after the
+  budget's end, the real pruner (``search.pruning.make_pruner``) asked after every epoch of
+  a sampled trial, which counts when cut by the budget once past its first judged epoch.
 
 Per strategy and seed it reports the best validation AUC the search holds at the budget's end,
 the simulated minutes until it first holds the priors' best value, and the share of minutes
@@ -273,21 +274,30 @@ def perturb(values: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
 
 
 def run_trial(
-    trial: optuna.Trial, recorded: Recorded, *, left: float, cap: float | None, max_epochs: int
+    trial: optuna.Trial,
+    recorded: Recorded,
+    *,
+    left: float,
+    cap: float | None,
+    judged: bool,
+    max_epochs: int,
 ) -> tuple[float, float | None]:
-    """The search's rules for one trial with ``left`` seconds of budget: (seconds spent, the
-    value it counts with, or None)."""
+    """The search's rules (``search.objective``) for one trial with ``left`` seconds of
+    budget: (seconds spent, the value it counts with, or None). A trial that is not
+    ``judged`` (the seed design, a prior) is never pruned and may start late."""
     first = first_judged_epoch(max_epochs)
-    limit = min(c for c in (cap, left * max_epochs / first) if c is not None)
+    limits = [cap, left * max_epochs / first if judged else None]
+    limit = min((c for c in limits if c is not None), default=math.inf)
     if not recorded.curve or recorded.total_seconds > limit:
         return min(max(recorded.speed_check_seconds, 1.0), left), None  # too slow: at once
     spent = recorded.start_seconds
     for epoch, value in enumerate(recorded.curve):
         if spent + recorded.epoch_seconds[epoch] > left:  # the budget ends within this epoch
-            return left, (max(recorded.curve[:epoch]) if epoch >= first else None)
+            counts = epoch >= (first if judged else 1)
+            return left, (max(recorded.curve[:epoch]) if counts else None)
         spent += recorded.epoch_seconds[epoch]
         trial.report(value, epoch)
-        if epoch + 1 < len(recorded.curve) and trial.should_prune():
+        if judged and epoch + 1 < len(recorded.curve) and trial.should_prune():
             return spent, None
     return spent, recorded.best
 
@@ -316,12 +326,13 @@ def simulate(table: Table, strategy: Strategy, *, budget: float, seed: int) -> l
         trial = study.ask()
         suggest(trial, max_epochs=table.max_epochs)
         recorded = table.nearest(trial.params)
-        seed_trial = trial.user_attrs.get("role") == SEED_BASELINE_ROLE
+        role = trial.user_attrs.get("role")
         seconds, counted = run_trial(
             trial,
             recorded,
             left=budget - clock,
-            cap=None if seed_trial else budget / 2,
+            cap=None if role == SEED_BASELINE_ROLE else budget / 2,
+            judged=role is None,
             max_epochs=table.max_epochs,
         )
         if counted is None:
@@ -432,9 +443,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"surrogate (nearest recorded trial), leave one out: {json.dumps(quality)}")
     print(format_table(HEADER, rows))
-    print(
-        f"replayed in {time.perf_counter() - started:.1f} s on {machine_info(with_keras=False)['cpu']}"
-    )
+    machine = machine_info(with_keras=False)
+    seconds = time.perf_counter() - started
+    print(f"replayed in {seconds:.1f} s on {machine['cpu']}, {machine['cores']} cores")
     out = Path(__file__).resolve().parent / "results" / "bench_replay.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"budget_minutes": args.budget, "seeds": args.seeds,

@@ -57,24 +57,25 @@ def _trial(study: optuna.Study) -> optuna.Trial:
     return study.ask()
 
 
-def test_a_trial_over_the_cap_or_past_the_budget_is_stopped_at_its_first_batches():
+def test_the_search_s_rules_for_a_trial_near_the_cap_and_the_budget_s_end():
     table = _table()
     study = optuna.create_study(direction="maximize")
-    prior = table.trials[1]  # 24 minutes in all
-    seconds, counted = replay.run_trial(
-        _trial(study), prior, left=120 * MINUTE, cap=20 * MINUTE, max_epochs=MAX_EPOCHS
-    )
+    design = table.trials[1]  # 2-minute epochs, 24 minutes in all
+
+    def run(*, left, cap=None, judged=True):
+        return replay.run_trial(
+            study.ask(), design, left=left, cap=cap, judged=judged, max_epochs=MAX_EPOCHS
+        )
+
+    seconds, counted = run(left=120 * MINUTE, cap=20 * MINUTE)
     assert counted is None and seconds < MINUTE  # over the cap: its first batches only
-    # 10 minutes left: epoch 3 (6 minutes in) could be judged, so it starts and is cut at 10
-    seconds, counted = replay.run_trial(
-        _trial(study), prior, left=10 * MINUTE, cap=None, max_epochs=MAX_EPOCHS
-    )
-    assert seconds == 10 * MINUTE and counted == pytest.approx(max(prior.curve[:4]))
-    # 5 minutes left: epoch 3 would end after the budget, so it does not start
-    seconds, counted = replay.run_trial(
-        _trial(study), prior, left=5 * MINUTE, cap=None, max_epochs=MAX_EPOCHS
-    )
+    # 10 minutes left: epoch 3 (6 minutes in) can be judged, so it starts, cut at 10 minutes
+    assert run(left=10 * MINUTE) == (10 * MINUTE, pytest.approx(max(design.curve[:4])))
+    # 5 minutes left: epoch 3 would end after the budget, so a sampled trial does not start
+    seconds, counted = run(left=5 * MINUTE)
     assert counted is None and seconds < MINUTE
+    # ... while a prior (never judged) starts and counts with its 2 epochs
+    assert run(left=5 * MINUTE, judged=False) == (5 * MINUTE, pytest.approx(design.curve[1]))
 
 
 def test_the_same_seed_replays_the_same_search_and_the_priors_come_first():
@@ -107,7 +108,7 @@ def test_the_heavy_loser_is_pruned_at_the_first_judged_epoch_by_the_default_only
             done.report(value, epoch)
         study.tell(done, table.trials[1].best)
         seconds, counted = replay.run_trial(
-            study.ask(), loser, left=600 * MINUTE, cap=None, max_epochs=MAX_EPOCHS
+            study.ask(), loser, left=600 * MINUTE, cap=None, judged=True, max_epochs=MAX_EPOCHS
         )
         assert (seconds - 1.0) / MINUTE == pytest.approx(minutes)
         assert (counted is None) == (minutes < 36)
