@@ -2,7 +2,7 @@
 
 A real 2-hour search costs a session; comparing samplers and pruners that way costs one per
 strategy and seed. Instead, the full validation curves and per-epoch costs of many trials are
-recorded once on the sample, with pruning off (``bench/results/curves/record.sh``, resumable,
+recorded once on the sample, with pruning off (``bench/record_curves.sh``, resumable,
 run in the background across sessions), exported to ``bench/data/curves.json`` (committed), and
 every strategy is replayed against them, in the spirit of LCBench and HPOBench:
 
@@ -198,7 +198,7 @@ def export(sources: list[tuple[str, str]], out: Path) -> Table:
         "source": {
             "studies": [name for _, name in sources],
             "data_content": shared[0],
-            "recorded_with": "bench/results/curves/record.sh (--sampler random --pruner none)",
+            "recorded_with": "bench/record_curves.sh (--sampler random --pruner none)",
             "exported_on": machine_info(with_keras=False),
         },
         "max_epochs": shared[1],

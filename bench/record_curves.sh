@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Records whole learning curves and costs for bench_replay.py: a random-sampler search with
+# pruning off on bench_quality.py's split (run `python bench/bench_quality.py --arm seed` once
+# to make it), in the background at the lowest priority. Run it again to go on: the study
+# resumes where it stopped (an interrupted trial is marked failed and drawn again).
+# Then: python bench/bench_replay.py --export sqlite:///bench/results/curves/curves.db \
+#   curves-4ca3ebab2526
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/results/curves
+exec nice -n 19 python -m search.run \
+  --data bench/results/quality/split-4ca3ebab2526/data \
+  --study curves-4ca3ebab2526 --storage sqlite:///bench/results/curves/curves.db \
+  --sampler random --pruner none --seed 0 --trials 120 --max-epochs 12 \
+  --max-trial-minutes 60 --no-progress --no-report "$@"
