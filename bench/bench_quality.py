@@ -28,7 +28,9 @@ unseen-slide difference from the recipe arm, paired over the same patches.
 ``--change KEY=VALUE`` (repeatable) trains (a) or (b) with those ``ModelParams`` fields
 changed (``--arm recipe --change hed_jitter=0.1``), saved apart (``recipe-hed_jitter-0.1``):
 how a training change moves the unseen-slide figure, against the plain recipe of the same
-split.
+split. ``--train-seed N`` trains (a) or (b) again with another seed for the weights, dropout
+and augmentation (same split), saved apart (``recipe-train_seed-1``): how far one training
+draw lies from the next, which the intervals over patches do not show.
 
 Each arm saves its result to ``bench/results/quality/<arm>[-<budget>].json`` with the split's
 id and the commit, so arms can run one at a time (``--arm seed``, ``--arm recipe``,
@@ -161,9 +163,15 @@ def parse_changes(changes: list[str]) -> dict[str, Any]:
 
 
 def train_once(
-    split: dict[str, Any], which: str, *, unseen: Path, changes: dict[str, Any]
+    split: dict[str, Any],
+    which: str,
+    *,
+    unseen: Path,
+    changes: dict[str, Any],
+    train_seed: int = 0,
 ) -> dict[str, Any]:
-    """Arms (a) and (b): one ``pcam.train`` run with best-validation weights, then the tests."""
+    """Arms (a) and (b): one ``pcam.train`` run with best-validation weights, then the tests.
+    ``train_seed`` seeds the weights, dropout and augmentation; the split stays the same."""
     from pcam.data import load_split, load_training_data
     from pcam.model import SEED_BASELINE, count_params
     from pcam.train import train
@@ -176,7 +184,7 @@ def train_once(
     with CpuWindow() as window:
         started = time.perf_counter()
         data = load_training_data(split["data"], seed=0, val_fraction=0.2, progress=False)
-        result = train(params, data.train, data.val, seed=0, restore_best=True, verbose=2)
+        result = train(params, data.train, data.val, seed=train_seed, restore_best=True, verbose=2)
         _, test = load_split(split["data"], "test", progress=False)
         labels = read_labels(split["locked_labels"], test.ids)
         plain = predict_tta(result.model, whole_split(test), mode="none")
@@ -186,6 +194,7 @@ def train_once(
     return {
         "arm": which,
         "changes": changes,
+        "train_seed": train_seed,
         "params": params.to_dict(),
         "weights": count_params(params),
         "val_auc": result.best_val_auc,
@@ -290,14 +299,18 @@ def result_path(
     *,
     submit_args: list[str] | None = None,
     changes: list[str] | None = None,
+    train_seed: int = 0,
 ) -> Path:
     """``seed.json``, ``search-2h.json``, ``search-2h-ensemble-1.json`` for a reused search,
-    ``recipe-hed_jitter-0.1.json`` for a changed recipe."""
+    ``recipe-hed_jitter-0.1.json`` for a changed recipe, ``recipe-train_seed-1.json`` for
+    another training seed."""
     name = f"{arm}-{budget}" if budget else arm
     if submit_args is not None:
         name += f"-{slug(submit_args)}"
     if changes:
         name += f"-{slug(changes)}"
+    if train_seed:
+        name += f"-train_seed-{train_seed}"
     return QUALITY / f"{name}.json"
 
 
@@ -379,6 +392,8 @@ def table(split_id: str) -> str:
             ]
             if result.get("changes"):
                 name += ", " + ", ".join(f"{k}={v}" for k, v in result["changes"].items())
+            if result.get("train_seed"):
+                name += f", training seed {result['train_seed']}"
             tta = interval(result["test_tta_d8"])
             detail = f"best epoch {result['best_epoch']}"
         unseen = result.get("unseen")
@@ -438,6 +453,13 @@ def main(argv: list[str] | None = None) -> int:
         "repeatable; saved apart from the plain arm",
     )
     parser.add_argument(
+        "--train-seed",
+        type=int,
+        default=0,
+        help="(a) or (b): the training seed (weights, dropout, augmentation; the split stays); "
+        "saved apart from seed 0",
+    )
+    parser.add_argument(
         "--search-args",
         default="",
         help="more arguments for search.run in the search arm, e.g. '--pruner none'",
@@ -456,8 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reuse_search and args.arm != "search":
         parser.error("--reuse-search goes with --arm search")
-    if args.change and args.arm not in ("seed", "recipe"):
-        parser.error("--change goes with --arm seed or --arm recipe")
+    if (args.change or args.train_seed) and args.arm not in ("seed", "recipe"):
+        parser.error("--change and --train-seed go with --arm seed or --arm recipe")
     if not args.unseen.is_dir():
         parser.error(f"--unseen {args.unseen}: no such folder; pass the unseen-slide patches")
     changes = parse_changes(args.change)
@@ -473,7 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     for arm in arms:
         info = machine_info()
         print(f"arm {arm}: {describe_machine(info)}", file=sys.stderr, flush=True)
-        path = result_path(arm, args.budget if arm == "search" else None, changes=args.change)
+        path = result_path(
+            arm,
+            args.budget if arm == "search" else None,
+            changes=args.change,
+            train_seed=args.train_seed,
+        )
         if arm == "search":
             reused = saved_search(split["split_id"], args.budget) if args.reuse_search else None
             result = search_arm(
@@ -487,7 +514,9 @@ def main(argv: list[str] | None = None) -> int:
             if reused:
                 path = result_path(arm, args.budget, submit_args=result["submit_args"])
         else:
-            result = train_once(split, arm, unseen=args.unseen, changes=changes)
+            result = train_once(
+                split, arm, unseen=args.unseen, changes=changes, train_seed=args.train_seed
+            )
         write_results(
             arm,
             {
