@@ -334,7 +334,8 @@ def interval(scores: dict[str, Any]) -> str:
 
 
 def versus_recipe(unseen: dict[str, Any] | None, recipe: dict[str, Any] | None) -> str:
-    """An arm's unseen-slide AUC minus the plain recipe's, paired over the same patches."""
+    """An arm's unseen-slide AUC minus the baseline arm's (the plain recipe unless
+    ``--baseline`` names another), paired over the same patches."""
     from pcam.metrics import paired_auc_difference
 
     if unseen is recipe:
@@ -356,8 +357,9 @@ def best_validation(result: dict[str, Any]) -> float | None:
     return max(value) if isinstance(value, list) else value
 
 
-def table(split_id: str) -> str:
-    """The Markdown table of every saved result of this split."""
+def table(split_id: str, *, baseline: str = "recipe") -> str:
+    """The Markdown table of every saved result of this split, each arm's unseen-slide AUC
+    against the ``baseline`` arm's (a saved result's name)."""
     rows = []
     machines = set()
     records = {}
@@ -365,7 +367,9 @@ def table(split_id: str) -> str:
         record = pd.read_json(path, typ="series").to_dict()
         if record.get("split", {}).get("split_id") == split_id:
             records[path.stem] = record
-    recipe = records.get("recipe", {}).get("result", {}).get("unseen")
+    if baseline not in records:
+        raise SystemExit(f"--baseline {baseline}: no saved result of split {split_id} so named")
+    recipe = records[baseline]["result"].get("unseen")
     for record in records.values():
         result = record["result"]
         machines.add(record["machine_line"])
@@ -387,11 +391,11 @@ def table(split_id: str) -> str:
                 )
             )
         else:
-            name = {"seed": "(a) seed design, 10 epochs", "recipe": "(b) hand recipe, 20 epochs"}[
-                result["arm"]
-            ]
-            if result.get("changes"):
-                name += ", " + ", ".join(f"{k}={v}" for k, v in result["changes"].items())
+            design = {"seed": "(a) seed design", "recipe": "(b) hand recipe"}[result["arm"]]
+            name = f"{design}, {result['params']['epochs']} epochs"
+            changed = {k: v for k, v in (result.get("changes") or {}).items() if k != "epochs"}
+            if changed:
+                name += ", " + ", ".join(f"{k}={v}" for k, v in changed.items())
             if result.get("train_seed"):
                 name += f", training seed {result['train_seed']}"
             tta = interval(result["test_tta_d8"])
@@ -421,7 +425,7 @@ def table(split_id: str) -> str:
         "validation AUC",
         "validation − unseen",
         "unseen mean p",
-        "unseen − recipe (paired 95%)",
+        f"unseen − {baseline} (paired 95%)",
         "wall",
         "detail",
         "commit",
@@ -458,6 +462,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="(a) or (b): the training seed (weights, dropout, augmentation; the split stays); "
         "saved apart from seed 0",
+    )
+    parser.add_argument(
+        "--baseline",
+        default="recipe",
+        help="the saved arm every unseen-slide AUC is paired against in the table, by its "
+        "result's name, e.g. recipe-hed_jitter-0.1 (default recipe)",
     )
     parser.add_argument(
         "--search-args",
@@ -533,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    print(table(split["split_id"]))
+    print(table(split["split_id"], baseline=args.baseline))
     return 0
 
 
