@@ -124,11 +124,11 @@ def incumbent_replay(
     return pruned_at
 
 
-def plain_hyperband() -> optuna.pruners.BasePruner:
-    """The default pruner without the far-below-the-incumbent rule."""
-    first = first_judged_epoch(BUDGET)
+def plain_hyperband(max_epochs: int = BUDGET) -> optuna.pruners.BasePruner:
+    """The default pruner without the far-below-the-incumbent rule (as before issue 26)."""
+    first = first_judged_epoch(max_epochs)
     return optuna.pruners.HyperbandPruner(
-        min_resource=first, max_resource=BUDGET, reduction_factor=3
+        min_resource=first, max_resource=max_epochs, reduction_factor=3
     )
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from bench_pruning import plain_hyperband
 from common import format_table, machine_info
 
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE
@@ -221,14 +222,6 @@ class Strategy:
     pruner: Callable[[int], optuna.pruners.BasePruner]
     priors: bool = True
     local: float = 0.0
-
-
-def plain_hyperband(max_epochs: int) -> optuna.pruners.BasePruner:
-    """The default pruner before the far-below-the-incumbent rule (issue 26)."""
-    first = first_judged_epoch(max_epochs)
-    return optuna.pruners.HyperbandPruner(
-        min_resource=first, max_resource=max_epochs, reduction_factor=3
-    )
 
 
 def _hyperband(max_epochs: int) -> optuna.pruners.BasePruner:

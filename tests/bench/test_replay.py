@@ -53,10 +53,6 @@ def _table() -> replay.Table:
     return replay.Table((seed, *priors, *sampled), MAX_EPOCHS, 600, 246, {"studies": ["test"]})
 
 
-def _trial(study: optuna.Study) -> optuna.Trial:
-    return study.ask()
-
-
 def test_the_search_s_rules_for_a_trial_near_the_cap_and_the_budget_s_end():
     table = _table()
     study = optuna.create_study(direction="maximize")
