@@ -25,6 +25,7 @@ bench/bench_replay.py`` runs in seconds; the same ``--seeds`` give the same tabl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -61,6 +62,7 @@ class Recorded:
     epoch_seconds: tuple[float, ...]  # each epoch, validation included
     projected_seconds: float  # the whole run, as the speed check projected it
     steps_per_epoch: int
+    epochs: int  # the run's epoch budget, which ``projected_seconds`` covers
     source: str = ""  # study#trial it was recorded as
 
     @property
@@ -76,7 +78,7 @@ class Recorded:
     @property
     def speed_check_seconds(self) -> float:
         """What the speed check costs before it stops the run: its first few batches."""
-        first = self.epoch_seconds[0] if self.curve else self.projected_seconds / 12
+        first = self.epoch_seconds[0] if self.curve else self.projected_seconds / self.epochs
         return self.start_seconds + first * min(1.0, SPEED_CHECK_SHARE / self.steps_per_epoch)
 
 
@@ -148,6 +150,7 @@ def recorded_trial(
         "role": role if role in (SEED_BASELINE_ROLE, PRIOR_ROLE) else "sampled",
         "values": dict(trial.params),
         "steps_per_epoch": steps,
+        "epochs": max_epochs,
         "projected_seconds": float(attrs.get("projected_seconds", math.nan)),
     }
     if trial.state == optuna.trial.TrialState.PRUNED and "too slow" in attrs.get(
@@ -205,7 +208,7 @@ def export(sources: list[tuple[str, str]], out: Path) -> Table:
         "max_epochs": shared[1],
         "val_patches": shared[2],
         "val_positives": shared[3],
-        "trials": [t.__dict__ for t in trials],
+        "trials": [dataclasses.asdict(t) for t in trials],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(raw, indent=1) + "\n")

@@ -30,6 +30,7 @@ def _recorded(number, role, values, curve, *, epoch_minutes=1.0, projected=None)
         epoch_seconds=(epoch_minutes * MINUTE,) * len(curve),
         projected_seconds=projected if projected is not None else epoch_minutes * 12 * MINUTE,
         steps_per_epoch=38,
+        epochs=MAX_EPOCHS,
     )
 
 
