@@ -2,8 +2,9 @@
 
 Defaults are picked per device and always said: on a GPU, ``mixed_bfloat16`` (compute in
 bfloat16, weights and the output in float32) and compiled steps; on a CPU, ``float32``, where
-bfloat16 is slower and XLA compilation costs more than it saves on short trials. JAX always
-compiles its steps: without ``jax.jit`` Keras runs them op by op, many times slower.
+bfloat16 is slower and TensorFlow's XLA-compiled steps run slower than its own kernels, every
+epoch, not only the first (``bench/bench_cpu_compile.py``). JAX always compiles its steps:
+without ``jax.jit`` Keras runs them op by op, many times slower.
 """
 
 from __future__ import annotations
