@@ -88,13 +88,34 @@ def release_on_interrupt() -> Iterator[None]:
     iterator holds TensorFlow's generator iterator in a reference cycle that the traceback's
     frames keep alive. Left to the collection at interpreter shutdown, TensorFlow can no
     longer finalize it and logs "Error occurred when finalizing GeneratorDataset iterator".
+
+    A signal that lands inside one of TensorFlow's C calls can come out as a ``SystemError``
+    ("returned a result with an exception set") with the ``KeyboardInterrupt`` behind it: that
+    is an interrupt too, freed the same way and raised as the interrupt it was, so that the
+    trial is failed as interrupted and the process ends (a worker stopped by a Ctrl-C was once
+    left hanging at exit until its parent killed it).
     """
     try:
         yield
-    except KeyboardInterrupt as interrupt:
-        traceback.clear_frames(interrupt.__traceback__)  # the frames below this one
+    except (KeyboardInterrupt, SystemError) as error:
+        interrupt = _interrupt_behind(error)
+        if interrupt is None:
+            raise
+        traceback.clear_frames(error.__traceback__)  # the frames below this one
         gc.collect()
-        raise
+        if interrupt is error:
+            raise
+        raise interrupt from None
+
+
+def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """``error`` itself if it is a ``KeyboardInterrupt``, else the one that caused it, if any."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class SpeedCheck(keras.callbacks.Callback):

@@ -188,3 +188,21 @@ def test_an_interrupted_run_leaves_no_batch_iterator_to_the_interpreter_shutdown
     )
     assert done.returncode == 0 and done.stdout.split() == ["interrupted"], done.stderr[-2000:]
     assert "GeneratorDataset" not in done.stderr and "Error occurred" not in done.stderr
+
+
+def test_an_interrupt_that_comes_out_of_a_c_call_as_a_system_error_is_still_an_interrupt():
+    """A Ctrl-C landing in one of TensorFlow's C calls can surface as a SystemError with the
+    KeyboardInterrupt behind it; an unrelated SystemError stays what it is."""
+    from pcam.train import release_on_interrupt
+
+    def interrupted_inside_c():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            # implicit chaining, as CPython's own "returned a result with an exception set"
+            raise SystemError("returned a result with an exception set")  # noqa: B904
+
+    with pytest.raises(KeyboardInterrupt), release_on_interrupt():
+        interrupted_inside_c()
+    with pytest.raises(SystemError, match="unrelated"), release_on_interrupt():
+        raise SystemError("unrelated")
