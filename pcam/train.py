@@ -92,8 +92,8 @@ def release_on_interrupt() -> Iterator[None]:
     A signal that lands inside one of TensorFlow's C calls can come out as a ``SystemError``
     ("returned a result with an exception set") with the ``KeyboardInterrupt`` behind it: that
     is an interrupt too, freed the same way and raised as the interrupt it was, so that the
-    trial is failed as interrupted and the process ends (a worker stopped by a Ctrl-C was once
-    left hanging at exit until its parent killed it).
+    trial is failed as interrupted. (Seen once in a worker stopped by a Ctrl-C, which then
+    outlived the stop until its parent killed it.)
     """
     try:
         yield
