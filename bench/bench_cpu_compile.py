@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import DEFAULT_SAMPLE, RESULTS, describe_machine, format_table, machine_info
+from common import DEFAULT_SAMPLE, describe_machine, format_table, machine_info, write_results
 
 
 def one_run(params, data, *, jit: str, epochs: int) -> dict[str, Any]:
@@ -113,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.epochs} epochs a run, {args.rounds} rounds (order alternating)"
     )
     print(format_table(header, rows))
-    out = RESULTS / "bench_cpu_compile.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "args": vars(args) | {"sample": str(args.sample)},
-                               "runs": runs}, indent=1))  # fmt: skip
+    write_results("bench_cpu_compile", {"machine": info, "args": vars(args), "runs": runs})
     return 0
 
 
