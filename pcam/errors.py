@@ -8,8 +8,10 @@ that retries on a storage outage and stops on bad data catches ``StorageError`` 
 from __future__ import annotations
 
 import errno
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 # A write that failed because the disk (or the user's quota) is full.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -49,6 +51,42 @@ def interrupt_status(interrupt: KeyboardInterrupt) -> int:
     return getattr(interrupt, "exit_status", 130)
 
 
+# Every stop ``stop_signals_as_interrupts`` raised in this process, oldest first.
+_STOPS: list[KeyboardInterrupt] = []
+
+
+def _raise_stop(signum: int, frame) -> None:
+    stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    _STOPS.append(stop)
+    raise stop
+
+
+@contextmanager
+def stop_signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM and Ctrl-C (SIGINT) raise an interrupt (``Terminated`` for SIGTERM), and each
+    is remembered: ``stop_since`` finds one that a C extension turned into another error."""
+    # A SIGINT that the caller ignores (a stopping supervisor) stays ignored.
+    watched = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        watched.append(signal.SIGINT)
+    previous = {signum: signal.signal(signum, _raise_stop) for signum in watched}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def stops_so_far() -> int:
+    """How many stops have been raised in this process; pass it to ``stop_since`` later."""
+    return len(_STOPS)
+
+
+def stop_since(count: int) -> KeyboardInterrupt | None:
+    """The latest stop raised after ``stops_so_far()`` returned ``count``, if any."""
+    return _STOPS[-1] if len(_STOPS) > count else None
+
+
 def preview(items: Sequence[object], *, limit: int = 5) -> str:
     """'a, b, c (and 12 more)': the first few of a list, and how many there are in all."""
     shown = ", ".join(str(item) for item in list(items)[:limit])
@@ -58,9 +96,11 @@ def preview(items: Sequence[object], *, limit: int = 5) -> str:
 
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run a command's main() with the library's lines on stderr (``pcam.logs``); a
-    PcamError becomes a one-line message and exit status 2."""
+    PcamError becomes a one-line message and exit status 2, a stop "interrupted" and 130 (or
+    143 for SIGTERM)."""
     from pcam.logs import command_logging
 
+    stops = stops_so_far()
     try:
         with command_logging():
             status = main()
@@ -68,6 +108,13 @@ def run_cli(main: Callable[[], int | None]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as interrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(interrupt_status(interrupt))
+    except Exception:
+        # A stop that a C extension turned into another error ends the command as a stop.
+        interrupt = stop_since(stops)
+        if interrupt is None:
+            raise
         print("interrupted", file=sys.stderr)
         sys.exit(interrupt_status(interrupt))
     sys.exit(status or 0)

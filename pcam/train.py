@@ -20,6 +20,7 @@ import numpy as np
 
 from pcam.augment import Augment
 from pcam.data import Subset
+from pcam.errors import stop_since, stops_so_far
 from pcam.feed import PatchFeed
 from pcam.metrics import binary_cross_entropy, roc_auc
 from pcam.model import ModelParams, build
@@ -89,23 +90,26 @@ def release_on_interrupt() -> Iterator[None]:
     frames keep alive. Left to the collection at interpreter shutdown, TensorFlow can no
     longer finalize it and logs "Error occurred when finalizing GeneratorDataset iterator".
 
-    A signal that lands inside one of TensorFlow's C calls can come out as a ``SystemError``
-    ("returned a result with an exception set") with the ``KeyboardInterrupt`` behind it: that
-    is an interrupt too, freed the same way and raised as the interrupt it was, so that the
-    trial is failed as interrupted. (Seen once in a worker stopped by a Ctrl-C, which then
-    outlived the stop until its parent killed it.)
+    A signal that lands inside one of TensorFlow's C calls can come out as another error: a
+    ``SystemError`` ("returned a result with an exception set") with the interrupt behind it,
+    or, through pybind11 while a function is traced, an error that keeps only the interrupt's
+    text ("KeyboardInterrupt: ... At: ..."). Either is the interrupt it was, freed the same way
+    and raised as that interrupt, so that the trial is failed as interrupted and the command
+    exits as stopped. The second is known by a stop that ``stop_signals_as_interrupts`` raised
+    during the block. (Both seen in search workers stopped by their supervisor.)
     """
+    stops = stops_so_far()
     try:
         yield
-    except (KeyboardInterrupt, SystemError) as error:
-        interrupt = _interrupt_behind(error)
+    except (KeyboardInterrupt, Exception) as error:
+        interrupt = _interrupt_behind(error) or stop_since(stops)
         if interrupt is None:
             raise
         traceback.clear_frames(error.__traceback__)  # the frames below this one
         gc.collect()
         if interrupt is error:
             raise
-        raise interrupt from None
+        raise interrupt.with_traceback(None) from None
 
 
 def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:

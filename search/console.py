@@ -2,24 +2,19 @@
 
 One line per finished trial (``describe_trial``), logged like every other line of both
 engines; the command's handler puts them on stderr, so stdout keeps the closing summary
-alone. SIGTERM stops a search as Ctrl-C does. Both engines, the worker supervisor and the
-report import from here.
+alone. Both engines, the worker supervisor and the report import from here.
 """
 
 from __future__ import annotations
 
 import math
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from pcam.cli import bar_disable
-from pcam.errors import Terminated
 from search.config import SearchConfig
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
 from search.study import finished_trials
@@ -29,21 +24,6 @@ ROLE_NOTES = {
     PRIOR_ROLE: " (prior)",
     WARM_START_ROLE: " (warm start)",
 }
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the work inside like Ctrl-C: the running trial is marked failed (or the
-    workers are stopped), nothing else lost."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def progress_bar(study: optuna.Study, config: SearchConfig, *, label: str = "") -> tqdm:

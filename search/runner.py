@@ -13,13 +13,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from pcam.data import TrainingData, default_data_dir, load_training_data
+from pcam.errors import stop_signals_as_interrupts
 from pcam.runtime import resolve
 from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig
-from search.console import (
-    describe_trial,
-    progress_bar,
-    sigterm_as_interrupt,
-)
+from search.console import describe_trial, progress_bar
 from search.dashboard import name_metric, upload_outputs, write_note
 from search.study import STORAGE_ERRORS, finished_trials, open_study
 from search.summary import SearchOutcome, is_surplus, record_budget
@@ -113,7 +110,7 @@ def _run_keras_tuner(config: SearchConfig, data: TrainingData) -> SearchOutcome:
     name_metric(study)
     started_with = _started_trials(study)
     try:
-        with sigterm_as_interrupt():
+        with stop_signals_as_interrupts():
             run_keras_tuner(config, data, study=study)
     finally:  # an interrupted search gets its report too
         _write_note(study, config)
@@ -174,7 +171,7 @@ def _optimize(
 
     storage_errors = 0
     ran = 0
-    with bar, sigterm_as_interrupt():
+    with bar, stop_signals_as_interrupts():
         while True:
             try:
                 if not _wait_for_slot(study, config, deadline):

@@ -24,9 +24,9 @@ import time
 
 import optuna
 
-from pcam.errors import Terminated
+from pcam.errors import Terminated, stop_signals_as_interrupts
 from search.config import STARTED_ENV, SearchConfig
-from search.console import progress_bar, sigterm_as_interrupt
+from search.console import progress_bar
 from search.options import STORAGE_ENV
 from search.study import STORAGE_ERRORS, finished_trials
 
@@ -94,7 +94,7 @@ def supervise_workers(config: SearchConfig, study: optuna.Study, *, began: float
     logger.info(f"started {len(workers)} workers: pids {[w.pid for w in workers]}")
     bar = progress_bar(study, config, label=f" ({len(workers)} workers)")
     try:
-        with bar, sigterm_as_interrupt():
+        with bar, stop_signals_as_interrupts():
             while any(worker.poll() is None for worker in workers):
                 time.sleep(1.0)
                 with contextlib.suppress(*STORAGE_ERRORS):  # the workers ride an outage out

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from pcam.errors import Terminated, stop_signals_as_interrupts
 from pcam.model import ModelParams
 
 SCRIPT = """
@@ -154,6 +156,7 @@ def test_the_speed_check_stops_a_far_slower_run_at_its_first_timed_batch(
 INTERRUPT_SCRIPT = """
 import os, signal, sys, threading
 from pcam.data import load_training_data
+from pcam.errors import Terminated, stop_signals_as_interrupts
 from pcam.model import ModelParams
 from pcam.train import train
 
@@ -206,3 +209,24 @@ def test_an_interrupt_that_comes_out_of_a_c_call_as_a_system_error_is_still_an_i
         interrupted_inside_c()
     with pytest.raises(SystemError, match="unrelated"), release_on_interrupt():
         raise SystemError("unrelated")
+
+
+@pytest.mark.parametrize(
+    ("stop", "raised"), [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)]
+)
+def test_a_stop_that_comes_out_of_tracing_as_another_error_is_still_that_stop(stop, raised):
+    """A stop landing while TensorFlow traces a function can come out through pybind11 as an
+    error that keeps only the interrupt's text: a real signal, under the handlers a command
+    installs, is still raised as the stop it was; an error after the block stays an error."""
+    from pcam.train import release_on_interrupt
+
+    with stop_signals_as_interrupts():
+        with pytest.raises(KeyboardInterrupt) as came_out, release_on_interrupt():
+            try:
+                signal.raise_signal(stop)
+            except KeyboardInterrupt as interrupt:
+                text = f"{type(interrupt).__name__}: \n\nAt:\n  pcam/train.py(308): fit"
+            raise RuntimeError(text)  # raised from C++: no chain back to the interrupt
+        assert came_out.type is raised
+        with pytest.raises(RuntimeError, match="unrelated"), release_on_interrupt():
+            raise RuntimeError("unrelated")

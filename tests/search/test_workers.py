@@ -11,6 +11,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
+from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 
 from search.space import SPACE
@@ -67,9 +69,11 @@ def _wait_for_running_trial(storage: str, study: str, timeout: float = 240):
     while time.time() < deadline:
         time.sleep(0.5)
         try:
-            trials = optuna.load_study(study_name=study, storage=storage).trials
-        except KeyError:
-            continue
+            # Read only: creating the tables here would race the search's own creation of them.
+            reader = optuna.storages.RDBStorage(storage, skip_table_creation=True)
+            trials = optuna.load_study(study_name=study, storage=reader).trials
+        except (KeyError, StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
+            continue  # no study, or not all of its tables, yet
         # Every dimension suggested: a re-run of a trial failed as stale carries its
         # predecessor's "worker" from the start, and its params only as far as they got.
         running = [

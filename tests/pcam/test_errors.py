@@ -1,0 +1,44 @@
+"""How a command stops: the stop handlers, and ``run_cli``'s exit for a stop in disguise."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+
+import pytest
+
+from pcam.errors import run_cli, stop_signals_as_interrupts
+
+
+def test_the_stop_handlers_leave_an_ignored_ctrl_c_ignored_and_put_back_what_was_there():
+    before_term = signal.getsignal(signal.SIGTERM)
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a supervisor that is stopping
+    try:
+        with stop_signals_as_interrupts():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not before_term
+        assert signal.getsignal(signal.SIGTERM) is before_term
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+
+
+def test_a_command_stopped_through_another_error_exits_as_stopped_without_a_traceback(capsys):
+    """A SIGTERM that a C extension turned into another error ends the command with 143 and
+    "interrupted"; the same error with no stop behind it is still raised as itself."""
+
+    def stopped_inside_c() -> int:
+        with stop_signals_as_interrupts():
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGTERM)
+            raise RuntimeError("Terminated: \n\nAt:\n  pcam/train.py(308): fit")
+
+    with pytest.raises(SystemExit) as ended:
+        run_cli(stopped_inside_c)
+    assert ended.value.code == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
+
+    def broken() -> int:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_cli(broken)
