@@ -46,6 +46,7 @@ from search.space import SPACE, suggest
 from search.study import make_sampler
 
 DATA = Path(__file__).resolve().parent / "data" / "curves.json"
+REPEAT_ROLE = "repeat"  # a seed design or prior of a table's later study: another draw of it
 SPEED_CHECK_SHARE = 6  # batches the real speed check times before it stops a too-slow trial
 
 
@@ -55,7 +56,7 @@ class Recorded:
     cost (seconds on the machine that recorded it)."""
 
     number: int
-    role: str  # seed_baseline, prior or sampled
+    role: str  # seed_baseline, prior, sampled, or repeat (``REPEAT_ROLE``)
     values: dict[str, Any]
     curve: tuple[float, ...]  # the validation AUC after each epoch; empty if it was too slow
     start_seconds: float  # building the model, before its first epoch
@@ -127,12 +128,15 @@ def distance(a: dict[str, Any], b: dict[str, Any]) -> float:
     return total
 
 
+def _recorded(raw: dict[str, Any]) -> Recorded:
+    return Recorded(
+        **{**raw, "curve": tuple(raw["curve"]), "epoch_seconds": tuple(raw["epoch_seconds"])}
+    )
+
+
 def load(path: Path = DATA) -> Table:
     raw = json.loads(path.read_text())
-    trials = tuple(
-        Recorded(**{**t, "curve": tuple(t["curve"]), "epoch_seconds": tuple(t["epoch_seconds"])})
-        for t in raw["trials"]
-    )
+    trials = tuple(_recorded(t) for t in raw["trials"])
     return Table(trials, raw["max_epochs"], raw["val_patches"], raw["val_positives"], raw["source"])
 
 
@@ -171,11 +175,32 @@ def recorded_trial(
     )
 
 
-def export(sources: list[tuple[str, str]], out: Path) -> Table:
-    """Every whole recorded trial of the given (storage, study) pairs, as ``out``'s table.
-    The studies must share the data split, the validation set and the epoch budget."""
-    trials: list[Recorded] = []
+def export(sources: list[tuple[str, str]], out: Path, *, add: bool = False) -> Table:
+    """Every whole recorded trial of the given (storage, study) pairs, as ``out``'s table;
+    with ``add``, added to the trials ``out`` already holds (a study exported again replaces
+    its old trials), so that curves recorded on several machines, one session each, make one
+    table. The studies must share the data split, the validation set and the epoch budget.
+
+    The table's first study is its reference: its seed design and priors are the ones a
+    replay queues (a later study's are kept as repeats, more draws of the same designs), and
+    costs are in seconds of its machine: another study's are scaled by how long its seed
+    design's epochs took against the reference's (machines of one kind can differ 5x)."""
+    kept: list[dict[str, Any]] = []
+    source: dict[str, Any] = {"studies": [], "seed_epoch_seconds": {}}
     shared = None
+    if add and out.exists():
+        before = json.loads(out.read_text())
+        source = before["source"]
+        shared = (
+            source["data_content"],
+            before["max_epochs"],
+            before["val_patches"],
+            before["val_positives"],
+        )
+        again = {name for _, name in sources} - {source["studies"][0]}
+        kept = [t for t in before["trials"] if t["source"].split("#")[0] not in again]
+        source["studies"] = [name for name in source["studies"] if name not in again]
+    trials = [_recorded(t) for t in kept]
     for storage, name in sources:
         study = optuna.load_study(study_name=name, storage=storage)
         attrs = study.user_attrs
@@ -186,29 +211,55 @@ def export(sources: list[tuple[str, str]], out: Path) -> Table:
             attrs["val_positives"],
         )
         if shared not in (None, key):
-            raise SystemExit(f"study {name!r}: another split or epoch budget than the first")
+            raise SystemExit(f"study {name!r}: another split or epoch budget than {out}'s")
         shared = key
-        for trial in study.trials:
-            found = recorded_trial(
+        found = [
+            recorded_trial(
                 trial,
-                number=len(trials),
+                number=0,
                 max_epochs=key[1],
                 train_patches=int(attrs["train_patches"]),
                 study=name,
             )
-            if found is not None:
-                trials.append(found)
+            for trial in study.trials
+        ]
+        found = [t for t in found if t is not None]
+        seed = [t for t in found if t.role == SEED_BASELINE_ROLE and t.curve]
+        if not seed:
+            raise SystemExit(f"study {name!r}: no whole seed-design trial to time its machine by")
+        if name in source["studies"]:  # the reference, exported again
+            trials = [t for t in trials if t.source.split("#")[0] != name]
+        else:
+            source["studies"].append(name)
+        steady = seed[0].epoch_seconds[1:] or seed[0].epoch_seconds
+        source["seed_epoch_seconds"][name] = statistics.median(steady)
+        reference = source["studies"][0]
+        scale = source["seed_epoch_seconds"][reference] / source["seed_epoch_seconds"][name]
+        added = [
+            dataclasses.replace(
+                t,
+                role=t.role if name == reference or t.role == "sampled" else REPEAT_ROLE,
+                start_seconds=round(t.start_seconds * scale, 2),
+                epoch_seconds=tuple(round(e * scale, 2) for e in t.epoch_seconds),
+                projected_seconds=t.projected_seconds * scale,
+            )
+            for t in found
+        ]
+        trials = added + trials if name == reference else trials + added
     raw = {
         "source": {
-            "studies": [name for _, name in sources],
+            **source,
             "data_content": shared[0],
-            "recorded_with": "bench/record_curves.sh (--sampler random --pruner none)",
+            "recorded_with": "bench/record_curves.sh (--sampler random --pruner none) and "
+            "the whole trials of bench_quality.py's search arms",
             "exported_on": machine_info(with_keras=False),
         },
         "max_epochs": shared[1],
         "val_patches": shared[2],
         "val_positives": shared[3],
-        "trials": [dataclasses.asdict(t) for t in trials],
+        "trials": [
+            dataclasses.asdict(dataclasses.replace(t, number=n)) for n, t in enumerate(trials)
+        ],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(raw, indent=1) + "\n")
@@ -426,9 +477,15 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("STORAGE", "STUDY"),
         help="write --table from these studies' whole trials (repeatable)",
     )
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="with --export: add the studies' trials to those --table holds (curves recorded "
+        "on another machine), instead of writing it anew",
+    )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    table = export(args.export, args.table) if args.export else load(args.table)
+    table = export(args.export, args.table, add=args.add) if args.export else load(args.table)
     started = time.perf_counter()
     rows, record = replay_table(table, budget=args.budget * 60, seeds=args.seeds)
     quality = surrogate_quality(table)

@@ -3,6 +3,7 @@ seed that repeats its results, and a table exported from a real study."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -129,5 +130,28 @@ def test_a_table_exported_from_a_real_study_replays(tmp_path, tiny_synthetic):
     assert [t.role for t in table.trials] == [SEED_BASELINE_ROLE, PRIOR_ROLE]
     assert all(len(t.curve) == 2 and len(t.epoch_seconds) == 2 for t in table.trials)
     assert replay.load(tmp_path / "curves.json") == table
-    rows, _ = replay.replay_table(table, budget=30 * MINUTE, seeds=2)
+    # a budget of a few dozen such trials: seconds of replay, not thousands of simulated trials
+    budget = 20 * sum(t.total_seconds for t in table.trials)
+    rows, _ = replay.replay_table(table, budget=budget, seeds=2)
     assert len(rows) == len(replay.STRATEGIES)
+
+    # Curves recorded on a machine half as fast join the table in its reference's seconds.
+    optuna.copy_study(
+        from_study_name="r", from_storage=storage, to_storage=storage, to_study_name="slower"
+    )
+    raw = json.loads((tmp_path / "curves.json").read_text())
+    raw["source"]["seed_epoch_seconds"]["r"] *= 2  # the reference machine's, made twice as slow
+    (tmp_path / "curves.json").write_text(json.dumps(raw))
+    added = replay.export([(storage, "slower")], tmp_path / "curves.json", add=True)
+    assert added.source["studies"] == ["r", "slower"]
+    assert [t.role for t in added.trials] == [SEED_BASELINE_ROLE, PRIOR_ROLE] + [
+        replay.REPEAT_ROLE
+    ] * 2
+    assert [t.number for t in added.trials] == [0, 1, 2, 3]
+    for original, repeat in zip(table.trials, added.trials[2:], strict=True):
+        assert repeat.curve == original.curve
+        assert repeat.epoch_seconds == pytest.approx([2 * e for e in original.epoch_seconds], 0.01)
+    # exported again, a study replaces its trials; the queued designs stay the reference's
+    again = replay.export([(storage, "slower")], tmp_path / "curves.json", add=True)
+    assert again.trials == added.trials
+    assert replay.replay_table(again, budget=budget, seeds=2)[0] == rows
