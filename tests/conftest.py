@@ -12,6 +12,9 @@ import pytest
 import sqlalchemy
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A command a test runs dumps every thread's stack when it is aborted (SIGABRT): a test that
+# kills one that hangs shows where it stood (``tests.helpers.stderr_after_stop``).
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,3 +83,15 @@ def children_take_sigint() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def stderr_after_stop(process: subprocess.Popen, *, within: float) -> str:
+    """A stopped command's stderr once it has exited. One still running ``within`` seconds
+    after its stop is aborted, which makes Python's fault handler (on for every command the
+    tests run: conftest.py) print where each of its threads stood, and the test fails with it."""
+    try:
+        return process.communicate(timeout=within)[1]
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        _, err = process.communicate(timeout=60)
+        pytest.fail(f"still running {within:g} s after its stop; where it stood:\n{err[-6000:]}")

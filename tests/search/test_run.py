@@ -31,6 +31,7 @@ from search.summary import summary
 from tests.helpers import (
     checkout_commit,
     children_take_sigint,
+    stderr_after_stop,
     write_folders,
     write_hdf5,
     write_kaggle,
@@ -202,7 +203,7 @@ def test_sigint_leaves_no_running_trial_and_the_next_run_resumes(tmp_path, tiny_
             f"the search said: {err[-2000:]}"
         )
     search.send_signal(signal.SIGINT)
-    _, err = search.communicate(timeout=60)
+    err = stderr_after_stop(search, within=60)
     assert search.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "run the same command to resume" in err
     assert "GeneratorDataset" not in err and "Error occurred" not in err, err[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -123,12 +124,12 @@ def test_random_search_copies_each_trial_once_through_failures_and_interruptions
     params = PcamHyperModel.params
 
     def second_explodes(self, hp):
-        """KerasTuner trial 1 builds and trains with SGD at a learning rate of 1e9 (4 steps an
-        epoch): its real loss becomes NaN within the first epoch."""
+        """KerasTuner trial 1 builds and trains with SGD at an infinite learning rate (4 steps
+        an epoch): its real loss becomes NaN within the first epoch, on every CPU."""
         chosen = params(self, hp)
         if self.seed != config.seed + 1:
             return chosen
-        exploding = dict(optimizer="sgd", learning_rate=1e9, schedule="constant", warmup=0.0)
+        exploding = dict(optimizer="sgd", learning_rate=math.inf, schedule="constant", warmup=0.0)
         return replace(chosen, **exploding, batch_size=8)
 
     with monkeypatch.context() as patch:

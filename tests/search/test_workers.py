@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from search.space import SPACE
 from search.study import make_storage
-from tests.helpers import children_take_sigint
+from tests.helpers import children_take_sigint, stderr_after_stop
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -152,7 +152,7 @@ def test_one_stop_ends_every_worker_and_leaves_no_trial_running(
     else:
         search.send_signal(stop)
     stopped = time.monotonic()
-    _, err = search.communicate(timeout=120)
+    err = stderr_after_stop(search, within=120)
     assert search.returncode == status, err[-3000:]
     assert time.monotonic() - stopped < 30, err[-3000:]
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
