@@ -78,6 +78,7 @@ class SubmitConfig:
     tta: str = "d8"
     fit_on: str = "train+val"
     all_data: bool = False
+    seed: int | None = None  # None: each member's own seed from the search
     out: str | None = None
     progress: bool = True
 
@@ -312,7 +313,7 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     submission = out / SUBMISSION_FILE
     staged_csv: Path | None = None
     try:
-        model, records = _train_members(plan, progress=config.progress)
+        model, records = _train_members(plan, seed=config.seed, progress=config.progress)
         metadata = _metadata(plan, records, config)
         if plan.trained_on == "train":
             from pcam.tta import predict_tta
@@ -367,19 +368,22 @@ def _plan(config: SubmitConfig) -> _Plan:
     return _Plan(study, chosen, data, test_split, fit_data, trained_on)
 
 
-def _train_members(plan: _Plan, *, progress: bool) -> tuple[keras.Model, list[dict[str, Any]]]:
-    """Each chosen trial retrained on the fit data, and the model that averages them."""
+def _train_members(
+    plan: _Plan, *, seed: int | None, progress: bool
+) -> tuple[keras.Model, list[dict[str, Any]]]:
+    """Each chosen trial retrained on the fit data, and the model that averages them: with
+    the seed it trained with in the search, or ``seed`` plus its place among the chosen."""
     settings = plan.study.user_attrs["config"]
     max_epochs = plan.study.user_attrs["study_defining"]["max_epochs"]
     runtime = resolve()
     logger.info(runtime.describe())
     models, records = [], []
-    for trial in plan.chosen:
+    for place, trial in enumerate(plan.chosen):
         model, record = retrain(
             trial,
             plan.fit_data,
             max_epochs=max_epochs,
-            seed=training_seed(trial, settings),
+            seed=training_seed(trial, settings) if seed is None else seed + place,
             runtime=runtime,
             progress=progress,
         )

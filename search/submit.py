@@ -69,6 +69,13 @@ OPTIONS: tuple[Option, ...] = (
         choices=FIT_ON,
     ),
     Option(
+        "seed", "int | None", None, "",
+        "retrain with seed N (N+1 for the second member...) instead of the seed each trial "
+        "trained with in the search (default: its own, which repeats its curve with "
+        "--fit-on train); another seed is another draw of the same design",
+        metavar="N",
+    ),
+    Option(
         "out", "str | None", None, "", "output folder (default: studies/<study>)",
         metavar="DIR",
     ),

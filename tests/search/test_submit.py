@@ -258,10 +258,12 @@ def test_predict_reproduces_the_submission_and_scores_it(submitted, tiny_study, 
 
 @pytest.mark.slow
 def test_ensemble_averages_the_top_two_trials(tiny_study, tmp_path):
-    outcome = submit(tiny_study.config(tmp_path / "out", ensemble=2, tta="none"))
+    """Retrained with --seed 100: another draw of each design, the seeds recorded."""
+    outcome = submit(tiny_study.config(tmp_path / "out", ensemble=2, tta="none", seed=100))
     ranked = sorted(tiny_study.study().trials, key=lambda t: t.value, reverse=True)
     members = outcome.metadata["members"]
     assert [m["trial"] for m in members] == [t.number for t in ranked]
+    assert [m["seed"] for m in members] == [100, 101]
     assert outcome.metadata["ensemble"] == 2
     table = read_submission(outcome.submission)
     assert len(table) == 16 and table["label"].between(0, 1).all()
