@@ -4,7 +4,11 @@
 # to make it), in the background at the lowest priority. Run it again to go on: the study
 # resumes where it stopped (an interrupted trial is marked failed and drawn again).
 # Then: python bench/bench_replay.py --export sqlite:///bench/results/curves/curves.db \
-#   curves-4ca3ebab2526
+#   curves-4ca3ebab2526 --add
+# --add puts the study's trials beside those bench/data/curves.json already holds (commit it:
+# the database stays on the machine). On a machine without the database, draw other trials
+# under another name: bench/record_curves.sh --seed 1 --study curves-4ca3ebab2526-s1, and
+# export that study with --add.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/results/curves
