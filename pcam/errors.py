@@ -96,13 +96,13 @@ def preview(items: Sequence[object], *, limit: int = 5) -> str:
 
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run a command's main() with the library's lines on stderr (``pcam.logs``); a
-    PcamError becomes a one-line message and exit status 2, a stop "interrupted" and 130 (or
-    143 for SIGTERM)."""
+    PcamError becomes a one-line message and exit status 2. SIGTERM stops every command as
+    Ctrl-C does, its clean-up included: "interrupted" and exit status 143 (Ctrl-C's 130)."""
     from pcam.logs import command_logging
 
     stops = stops_so_far()
     try:
-        with command_logging():
+        with command_logging(), stop_signals_as_interrupts():
             status = main()
     except PcamError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -21,7 +21,7 @@ from pcam.cache import cache_folder
 from pcam.data import load_split
 from pcam.errors import StorageError
 from pcam.layouts import detect
-from tests.helpers import patch, write_kaggle
+from tests.helpers import patch, stderr_after_stop, write_kaggle
 
 
 def test_cache_is_reused_without_decoding(tmp_path, monkeypatch):
@@ -142,6 +142,41 @@ def test_killed_build_is_not_trusted_and_is_cleaned_up(tmp_path, private_cache):
     _, train = load_split(root, "train", progress=False)
     assert len(train) == 3000
     assert not list(folder.parent.glob(".train.building-*"))
+
+
+@pytest.mark.slow
+def test_a_scheduler_s_sigterm_stops_prepare_as_ctrl_c_does_leaving_nothing_half_built(
+    tmp_path, private_cache
+):
+    """``python -m pcam.prepare`` sent SIGTERM mid-build (a scheduler's stop): its clean-up
+    runs as on Ctrl-C, "interrupted" and exit status 143, no building folder or cache left."""
+    root = write_kaggle(tmp_path / "k", n_train=3000)
+    script = (
+        "import sys, time, pcam.cache\n"
+        "from pcam.errors import run_cli\n"
+        "from pcam.prepare import main\n"
+        "real = pcam.cache.read_patch\n"
+        "def slow(p):\n    time.sleep(0.002)\n    return real(p)\n"
+        "pcam.cache.read_patch = slow\n"
+        f"run_cli(lambda: main([{str(root)!r}]))\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], env=os.environ.copy(), stderr=subprocess.PIPE, text=True
+    )
+    folder = cache_folder(detect(root), "train")
+    deadline = time.time() + 60
+    while not list(folder.parent.glob(".train.building-*")) and time.time() < deadline:
+        time.sleep(0.05)
+    assert list(folder.parent.glob(".train.building-*")), "the build never started"
+    time.sleep(0.5)
+    child.send_signal(signal.SIGTERM)
+    err = stderr_after_stop(child, within=60)
+    assert child.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+    time.sleep(1)
+    assert not _processes_running(script), "decode workers outlived their stopped parent"
+    assert not list(folder.parent.glob(".train.building-*"))
+    assert not (folder / "manifest.json").exists()
 
 
 @pytest.mark.slow
