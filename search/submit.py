@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from pcam.augment import TTA_MODES
 from pcam.cli import command_parser
-from pcam.errors import run_cli, stop_signals_as_interrupts
+from pcam.errors import run_cli
 from search.exported import MODEL_FILE
 from search.members import AUTO_ENSEMBLE
 from search.options import DATA, PROGRESS, STORAGE, STUDY, Option, option_values
@@ -134,8 +134,7 @@ def kaggle_command(outcome: SubmitOutcome) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    with stop_signals_as_interrupts():  # a scheduler's stop cleans up as Ctrl-C does, exit 143
-        print(summary(submit(config)))
+    print(summary(submit(config)))  # SIGTERM cleans up as Ctrl-C does: run_cli's stop handlers
     return 0
 
 
