@@ -216,11 +216,14 @@ def search_arm(
     submit_extra: list[str],
     unseen: Path,
     reused: dict[str, Any] | None = None,
+    score_only: bool = False,
 ) -> dict[str, Any]:
     """Arm (c): ``search.run --budget`` then ``search.submit``, as a user would type them.
 
     With ``reused`` (the saved record of an earlier search arm of this split and budget) only
-    ``search.submit`` runs, on that arm's study, into a folder of its own.
+    ``search.submit`` runs, on that arm's study, into a folder of its own. With ``score_only``
+    neither runs: the submission and model that the arm's own run left in its folder are
+    scored (a run whose scoring step stopped), its times read from the study and the model.
     """
     from search.exported import load_exported, read_labels
 
@@ -233,7 +236,14 @@ def search_arm(
     submit = [*common, "--out", str(out), *submit_extra]
     steps = [("submit", [sys.executable, "-m", "search.submit", *submit])]
     times = {}
-    if reused:
+    if score_only:
+        if not (out / "submission.csv").is_file() or not (out / "best").is_dir():
+            raise SystemExit(
+                f"--score-only: {out} holds no submission.csv and best/ model; run the arm "
+                "without --score-only"
+            )
+        steps = []
+    elif reused:
         times["search"] = reused["result"]["search_seconds"]
         extra = reused["result"]["extra_args"]
     else:
@@ -253,12 +263,17 @@ def search_arm(
 
     loaded = optuna.load_study(study_name=study, storage=storage)
     model, model_record = load_exported(out / "best")
+    if score_only:  # the search's wall time, and the members' training (not the prediction)
+        times["search"] = round(sum(r["wall_seconds"] for r in loaded.user_attrs["budget_runs"]), 1)
+        times["submit"] = round(sum(m["train_seconds"] for m in model_record["members"]), 1)
     return {
         "arm": "search",
         "budget": budget,
         "extra_args": extra,
         "submit_args": submit_extra,
         "search_reused_from": reused["machine"]["commit"] if reused else None,
+        "scored_later": score_only,
+        "submitted_at_commit": model_record.get("git_commit"),
         "val_auc": model_record["val_auc"],
         "test": test_scores(labels, submission["label"].to_numpy()),
         "unseen": unseen_scores(model, unseen, tta=model_record["tta"]),
@@ -389,6 +404,7 @@ def table(split_id: str, *, baseline: str = "recipe") -> str:
                     if result.get("search_reused_from")
                     else ""
                 )
+                + ("; scored after its run" if result.get("scored_later") else "")
             )
         else:
             design = {"seed": "(a) seed design", "recipe": "(b) hand recipe"}[result["arm"]]
@@ -485,9 +501,17 @@ def main(argv: list[str] | None = None) -> int:
         help="(c) only: run search.submit (with --submit-args) on the saved search arm's study "
         "of this split and budget instead of searching again",
     )
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="(c) only: score the submission and model that the arm's run already left in its "
+        "folder (one whose scoring step stopped), without searching or submitting again",
+    )
     args = parser.parse_args(argv)
-    if args.reuse_search and args.arm != "search":
-        parser.error("--reuse-search goes with --arm search")
+    if (args.reuse_search or args.score_only) and args.arm != "search":
+        parser.error("--reuse-search and --score-only go with --arm search")
+    if args.reuse_search and args.score_only:
+        parser.error("--score-only scores the arm's own run; it does not go with --reuse-search")
     if (args.change or args.train_seed) and args.arm not in ("seed", "recipe"):
         parser.error("--change and --train-seed go with --arm seed or --arm recipe")
     if not args.unseen.is_dir():
@@ -520,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
                 submit_extra=args.submit_args.split(),
                 unseen=args.unseen,
                 reused=reused,
+                score_only=args.score_only,
             )
             if reused:
                 path = result_path(arm, args.budget, submit_args=result["submit_args"])
