@@ -53,6 +53,8 @@ def interrupt_status(interrupt: KeyboardInterrupt) -> int:
 
 # Every stop ``stop_signals_as_interrupts`` raised in this process, oldest first.
 _STOPS: list[KeyboardInterrupt] = []
+# Those of them that a finalizer swallowed, not raised again yet (``raise_pending_stop``).
+_LOST: list[KeyboardInterrupt] = []
 
 
 def _raise_stop(signum: int, frame) -> None:
@@ -64,17 +66,43 @@ def _raise_stop(signum: int, frame) -> None:
 @contextmanager
 def stop_signals_as_interrupts() -> Iterator[None]:
     """SIGTERM and Ctrl-C (SIGINT) raise an interrupt (``Terminated`` for SIGTERM), and each
-    is remembered: ``stop_since`` finds one that a C extension turned into another error."""
+    is remembered: ``stop_since`` finds one that a C extension turned into another error.
+
+    A stop whose handler runs inside a finalizer (a ``__del__`` or weakref callback, which
+    TensorFlow's objects run whenever the garbage collector does) is raised there, where
+    Python prints "Exception ignored" and drops it: the work would go on as if never stopped.
+    Such a stop is kept, silently, for ``raise_pending_stop`` to raise where the work checks.
+    """
     # A SIGINT that the caller ignores (a stopping supervisor) stays ignored.
     watched = [signal.SIGTERM]
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         watched.append(signal.SIGINT)
     previous = {signum: signal.signal(signum, _raise_stop) for signum in watched}
+    previous_hook = sys.unraisablehook
+
+    def keep_lost_stop(unraisable) -> None:
+        stop = unraisable.exc_value
+        if any(stop is raised for raised in _STOPS):
+            _LOST.append(stop)
+        else:
+            previous_hook(unraisable)
+
+    sys.unraisablehook = keep_lost_stop
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def raise_pending_stop() -> None:
+    """Raise the stop a finalizer swallowed (see ``stop_signals_as_interrupts``), if any: long
+    work (every batch of a fit or a prediction) calls this so that such a stop still stops it."""
+    if _LOST:
+        stop = _LOST.pop()
+        _LOST.clear()
+        raise stop
 
 
 def stops_so_far() -> int:

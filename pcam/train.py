@@ -9,10 +9,8 @@ from __future__ import annotations
 import gc
 import math
 import time
-import traceback
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import keras
@@ -20,8 +18,8 @@ import numpy as np
 
 from pcam.augment import Augment
 from pcam.data import Subset
-from pcam.errors import stop_since, stops_so_far
 from pcam.feed import PatchFeed
+from pcam.interrupts import PendingStop, release_on_interrupt
 from pcam.metrics import binary_cross_entropy, roc_auc
 from pcam.model import ModelParams, build
 from pcam.runtime import CPU_DEFAULT, Runtime
@@ -78,48 +76,8 @@ def predict(model: keras.Model, subset: Subset, *, batch_size: int = PREDICT_BAT
     """Tumour probabilities for every row of ``subset``, in its order."""
     feed = PatchFeed(subset, batch_size=batch_size, shuffle=False, with_labels=False)
     with release_on_interrupt():
-        return np.asarray(model.predict(feed, verbose=0), dtype=np.float64).reshape(-1)
-
-
-@contextmanager
-def release_on_interrupt() -> Iterator[None]:
-    """Free an interrupted ``fit`` or ``predict``'s batch iterator while Python still runs.
-
-    Stopped mid-epoch (Ctrl-C, or SIGTERM turned into KeyboardInterrupt), Keras' epoch
-    iterator holds TensorFlow's generator iterator in a reference cycle that the traceback's
-    frames keep alive. Left to the collection at interpreter shutdown, TensorFlow can no
-    longer finalize it and logs "Error occurred when finalizing GeneratorDataset iterator".
-
-    A signal that lands inside one of TensorFlow's C calls can come out as another error: a
-    ``SystemError`` ("returned a result with an exception set") with the interrupt behind it,
-    or, through pybind11 while a function is traced, an error that keeps only the interrupt's
-    text ("KeyboardInterrupt: ... At: ..."). Either is the interrupt it was, freed the same way
-    and raised as that interrupt, so that the trial is failed as interrupted and the command
-    exits as stopped. The second is known by a stop that ``stop_signals_as_interrupts`` raised
-    during the block. (Both seen in search workers stopped by their supervisor.)
-    """
-    stops = stops_so_far()
-    try:
-        yield
-    except (KeyboardInterrupt, Exception) as error:
-        interrupt = _interrupt_behind(error) or stop_since(stops)
-        if interrupt is None:
-            raise
-        traceback.clear_frames(error.__traceback__)  # the frames below this one
-        gc.collect()
-        if interrupt is error:
-            raise
-        raise interrupt.with_traceback(None) from None
-
-
-def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
-    """``error`` itself if it is a ``KeyboardInterrupt``, else the one that caused it, if any."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, KeyboardInterrupt):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+        probabilities = model.predict(feed, verbose=0, callbacks=[PendingStop()])
+    return np.asarray(probabilities, dtype=np.float64).reshape(-1)
 
 
 class SpeedCheck(keras.callbacks.Callback):
@@ -313,7 +271,7 @@ def fit(
             feed,
             epochs=run_epochs,
             initial_epoch=initial_epoch,
-            callbacks=[speed, *averaging, watcher, *(callbacks or [])],
+            callbacks=[PendingStop(), speed, *averaging, watcher, *(callbacks or [])],
             verbose=verbose,
         )
     wall = time.perf_counter() - started

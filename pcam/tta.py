@@ -14,7 +14,8 @@ from pcam.augment import TTA_MODES, dihedral_one
 from pcam.data import Subset
 from pcam.errors import ConfigError
 from pcam.feed import PatchFeed
-from pcam.train import PREDICT_BATCH, release_on_interrupt
+from pcam.interrupts import PendingStop, release_on_interrupt
+from pcam.train import PREDICT_BATCH
 
 
 def transforms_for(mode: str) -> tuple[int, ...]:
@@ -47,7 +48,9 @@ def predict_each(
     with release_on_interrupt():
         views = [
             model.predict(
-                TransformedFeed(subset, transform=transform, batch_size=batch_size), verbose=0
+                TransformedFeed(subset, transform=transform, batch_size=batch_size),
+                verbose=0,
+                callbacks=[PendingStop()],
             )
             for transform in transforms
         ]

@@ -98,3 +98,12 @@ def stderr_after_stop(process: subprocess.Popen, *, within: float) -> str:
         pytest.fail(
             f"still running {within:g} s after its stop; where it stood:\n{stacks[-12000:]}"
         )
+
+
+class StopsWhileFinalized:
+    """Its finalizer receives a SIGTERM, as TensorFlow's objects can when a stop lands during a
+    garbage collection: the handler's exception is raised inside ``__del__``, where Python
+    drops it."""
+
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGTERM)

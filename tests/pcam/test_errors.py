@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 
 import pytest
 
-from pcam.errors import run_cli, stop_signals_as_interrupts
+from pcam.errors import Terminated, raise_pending_stop, run_cli, stop_signals_as_interrupts
+from tests.helpers import StopsWhileFinalized
 
 
 def test_the_stop_handlers_leave_an_ignored_ctrl_c_ignored_and_put_back_what_was_there():
@@ -42,3 +44,26 @@ def test_a_command_stopped_through_another_error_exits_as_stopped_without_a_trac
 
     with pytest.raises(RuntimeError, match="a bug"):
         run_cli(broken)
+
+
+class BrokenFinalizer:
+    def __del__(self) -> None:
+        raise ValueError("a finalizer's own bug")
+
+
+def test_a_stop_that_lands_in_a_finalizer_is_kept_for_the_work_to_raise_and_not_printed():
+    unraisable = []
+    record = unraisable.append
+    before, sys.unraisablehook = sys.unraisablehook, record
+    try:
+        with stop_signals_as_interrupts():
+            StopsWhileFinalized()  # finalized at once; the stop goes nowhere by itself
+            BrokenFinalizer()
+            with pytest.raises(Terminated):
+                raise_pending_stop()
+            raise_pending_stop()  # raised once
+        assert sys.unraisablehook is record  # put back
+    finally:
+        sys.unraisablehook = before
+    # the stop is not reported as an error a finalizer ignored; a finalizer's own error still is
+    assert [type(u.exc_value) for u in unraisable] == [ValueError]

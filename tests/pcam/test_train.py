@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from pcam.errors import Terminated, stop_signals_as_interrupts
 from pcam.model import ModelParams
 
 SCRIPT = """
@@ -151,82 +148,3 @@ def test_the_speed_check_stops_a_far_slower_run_at_its_first_timed_batch(
             stopped_at = batch + 1
     assert stopped_at == stops_after and check.too_slow == (stops_after is not None)
     assert stops_after != SPEED_CHECK_BATCHES + 1 or 40 < check.projected < 80
-
-
-INTERRUPT_SCRIPT = """
-import os, signal, sys, threading
-from pcam.data import load_training_data
-from pcam.errors import Terminated, stop_signals_as_interrupts
-from pcam.model import ModelParams
-from pcam.train import train
-
-data = load_training_data(sys.argv[1], limit=120, progress=False)
-params = ModelParams(blocks=1, filters=(4,), dense_units=8, batch_size=8, epochs=500, crop=32)
-
-
-def ctrl_c_soon(epoch, val_auc):
-    # Ctrl-C while the next epoch's batches stream; again after each epoch until one lands
-    # (one delivered while TensorFlow holds the main thread was seen lost on a loaded CI run)
-    if epoch >= 1:
-        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
-    return False
-
-
-try:
-    train(params, data.train, data.val, seed=0, on_epoch=ctrl_c_soon)
-except KeyboardInterrupt:
-    print("interrupted")
-"""
-
-
-@pytest.mark.slow
-def test_an_interrupted_run_leaves_no_batch_iterator_to_the_interpreter_shutdown(tiny_synthetic):
-    """Left alive until exit, TensorFlow's generator iterator logs an error as Python ends."""
-    done = subprocess.run(
-        [sys.executable, "-c", INTERRUPT_SCRIPT, str(tiny_synthetic)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},  # TensorFlow logs it as a warning
-    )
-    assert done.returncode == 0 and done.stdout.split() == ["interrupted"], done.stderr[-2000:]
-    assert "GeneratorDataset" not in done.stderr and "Error occurred" not in done.stderr
-
-
-def test_an_interrupt_that_comes_out_of_a_c_call_as_a_system_error_is_still_an_interrupt():
-    """A Ctrl-C landing in one of TensorFlow's C calls can surface as a SystemError with the
-    KeyboardInterrupt behind it; an unrelated SystemError stays what it is."""
-    from pcam.train import release_on_interrupt
-
-    def interrupted_inside_c():
-        try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            # implicit chaining, as CPython's own "returned a result with an exception set"
-            raise SystemError("returned a result with an exception set")  # noqa: B904
-
-    with pytest.raises(KeyboardInterrupt), release_on_interrupt():
-        interrupted_inside_c()
-    with pytest.raises(SystemError, match="unrelated"), release_on_interrupt():
-        raise SystemError("unrelated")
-
-
-@pytest.mark.parametrize(
-    ("stop", "raised"), [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)]
-)
-def test_a_stop_that_comes_out_of_tracing_as_another_error_is_still_that_stop(stop, raised):
-    """A stop landing while TensorFlow traces a function can come out through pybind11 as an
-    error that keeps only the interrupt's text: a real signal, under the handlers a command
-    installs, is still raised as the stop it was; an error after the block stays an error."""
-    from pcam.train import release_on_interrupt
-
-    with stop_signals_as_interrupts():
-        with pytest.raises(KeyboardInterrupt) as came_out, release_on_interrupt():
-            try:
-                signal.raise_signal(stop)
-            except KeyboardInterrupt as interrupt:
-                text = f"{type(interrupt).__name__}: \n\nAt:\n  pcam/train.py(308): fit"
-            raise RuntimeError(text)  # raised from C++: no chain back to the interrupt
-        assert came_out.type is raised
-        with pytest.raises(RuntimeError, match="unrelated"), release_on_interrupt():
-            raise RuntimeError("unrelated")
