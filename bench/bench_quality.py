@@ -271,7 +271,10 @@ def search_arm(
         "budget": budget,
         "extra_args": extra,
         "submit_args": submit_extra,
-        "search_reused_from": reused["machine"]["commit"] if reused else None,
+        # the commit the reused search ran at (its record's machine may have only scored it)
+        "search_reused_from": loaded.user_attrs.get("git_commit", reused["machine"]["commit"])
+        if reused
+        else None,
         "scored_later": score_only,
         "submitted_at_commit": model_record.get("git_commit"),
         "val_auc": model_record["val_auc"],
