@@ -41,7 +41,8 @@ id and the commit, so arms can run one at a time (``--arm seed``, ``--arm recipe
 same split and budget left behind, so another submission choice (``--submit-args``) is measured
 on the very same trials without spending the search's hours again. The result records the
 search's commit and times from the saved arm, and is saved apart
-(``search-<budget>-<submit args>.json``), beside the arm it reused.
+(``search-<budget>-<submit args>.json``), beside the arm it reused. ``--score-only`` scores
+what a search arm's own run left in its folder, for a run whose scoring step stopped.
 """
 
 from __future__ import annotations
