@@ -135,6 +135,11 @@ def _recorded(raw: dict[str, Any]) -> Recorded:
 
 
 def load(path: Path = DATA) -> Table:
+    if not path.is_file():
+        raise SystemExit(
+            f"--table {path}: no recorded curves there; record them with bench/record_curves.sh "
+            "and export them with --export STORAGE STUDY"
+        )
     raw = json.loads(path.read_text())
     trials = tuple(_recorded(t) for t in raw["trials"])
     return Table(trials, raw["max_epochs"], raw["val_patches"], raw["val_positives"], raw["source"])
