@@ -35,7 +35,10 @@ draw lies from the next, which the intervals over patches do not show.
 Each arm saves its result to ``bench/results/quality/<arm>[-<budget>].json`` with the split's
 id and the commit, so arms can run one at a time (``--arm seed``, ``--arm recipe``,
 ``--arm search --budget 2h``, e.g. the long one in the background early in a session), and
-``--arm table`` assembles the table from the saved results of the same split.
+``--arm table`` assembles the table from the saved results of the same split. A search arm
+given ``--search-args`` is saved apart, study folder included (``search-2h-max-epochs-20``), so
+it never replaces the arm with defaults; ``--reuse-search`` and ``--score-only`` find it by the
+same arguments.
 
 ``--reuse-search`` runs only (c)'s ``search.submit``, on the study a saved search arm of the
 same split and budget left behind, so another submission choice (``--submit-args``) is measured
@@ -228,7 +231,7 @@ def search_arm(
     """
     from search.exported import load_exported, read_labels
 
-    study = f"quality-{split['split_id']}-{budget}"
+    study = f"quality-{split['split_id']}-{search_name(budget, extra)}"
     work = QUALITY / study
     storage = f"sqlite:///{work / 'study.db'}"
     out = work / f"submit-{slug(submit_extra)}" if reused else work
@@ -320,7 +323,8 @@ def result_path(
     changes: list[str] | None = None,
     train_seed: int = 0,
 ) -> Path:
-    """``seed.json``, ``search-2h.json``, ``search-2h-ensemble-1.json`` for a reused search,
+    """``seed.json``, ``search-2h.json`` (``search-2h-max-epochs-20.json`` for a search given
+    more arguments), ``search-2h-ensemble-1.json`` for a reused search,
     ``recipe-hed_jitter-0.1.json`` for a changed recipe, ``recipe-train_seed-1.json`` for
     another training seed."""
     name = f"{arm}-{budget}" if budget else arm
@@ -333,15 +337,22 @@ def result_path(
     return QUALITY / f"{name}.json"
 
 
-def saved_search(split_id: str, budget: str) -> dict[str, Any]:
-    """The saved record of the search arm whose study ``--reuse-search`` submits again."""
-    path = result_path("search", budget)
-    study = QUALITY / f"quality-{split_id}-{budget}" / "study.db"
+def search_name(budget: str, search_args: list[str]) -> str:
+    """``2h`` for a search with defaults, ``2h-max-epochs-20`` for one given ``--search-args``:
+    each has a study folder and a result of its own, so that no arm deletes another's study."""
+    return f"{budget}-{slug(search_args)}" if search_args else budget
+
+
+def saved_search(split_id: str, name: str) -> dict[str, Any]:
+    """The saved record of the search arm (``search_name``) whose study ``--reuse-search``
+    submits again."""
+    path = result_path("search", name)
+    study = QUALITY / f"quality-{split_id}-{name}" / "study.db"
     record = pd.read_json(path, typ="series").to_dict() if path.is_file() else None
     if record is None or record["split"]["split_id"] != split_id or not study.is_file():
         raise SystemExit(
-            f"--reuse-search: no saved search arm of split {split_id} and budget {budget} "
-            f"({path} and {study} are both needed); run --arm search --budget {budget} first"
+            f"--reuse-search: no saved search arm {name} of split {split_id} ({path} and "
+            f"{study} are both needed); run that arm without --reuse-search first"
         )
     if record["result"].get("search_reused_from"):
         raise SystemExit(f"--reuse-search: {path} is itself a reused search; run the arm again")
@@ -533,14 +544,15 @@ def main(argv: list[str] | None = None) -> int:
     for arm in arms:
         info = machine_info()
         print(f"arm {arm}: {describe_machine(info)}", file=sys.stderr, flush=True)
+        searched = search_name(args.budget, args.search_args.split())
         path = result_path(
             arm,
-            args.budget if arm == "search" else None,
+            searched if arm == "search" else None,
             changes=args.change,
             train_seed=args.train_seed,
         )
         if arm == "search":
-            reused = saved_search(split["split_id"], args.budget) if args.reuse_search else None
+            reused = saved_search(split["split_id"], searched) if args.reuse_search else None
             result = search_arm(
                 split,
                 args.budget,
@@ -551,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                 score_only=args.score_only,
             )
             if reused:
-                path = result_path(arm, args.budget, submit_args=result["submit_args"])
+                path = result_path(arm, searched, submit_args=result["submit_args"])
         else:
             result = train_once(
                 split, arm, unseen=args.unseen, changes=changes, train_seed=args.train_seed
