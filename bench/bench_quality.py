@@ -231,7 +231,7 @@ def search_arm(
     """
     from search.exported import load_exported, read_labels
 
-    study = f"quality-{split['split_id']}-{search_name(budget, extra)}"
+    study = search_study(split["split_id"], search_name(budget, extra))
     work = QUALITY / study
     storage = f"sqlite:///{work / 'study.db'}"
     out = work / f"submit-{slug(submit_extra)}" if reused else work
@@ -343,11 +343,16 @@ def search_name(budget: str, search_args: list[str]) -> str:
     return f"{budget}-{slug(search_args)}" if search_args else budget
 
 
+def search_study(split_id: str, name: str) -> str:
+    """The study (and folder under bench/results/quality) of the search arm ``name``."""
+    return f"quality-{split_id}-{name}"
+
+
 def saved_search(split_id: str, name: str) -> dict[str, Any]:
     """The saved record of the search arm (``search_name``) whose study ``--reuse-search``
     submits again."""
     path = result_path("search", name)
-    study = QUALITY / f"quality-{split_id}-{name}" / "study.db"
+    study = QUALITY / search_study(split_id, name) / "study.db"
     record = pd.read_json(path, typ="series").to_dict() if path.is_file() else None
     if record is None or record["split"]["split_id"] != split_id or not study.is_file():
         raise SystemExit(
