@@ -14,7 +14,8 @@ held-out data is left to pick weights by, so stopping where the trial peaked is 
 that reproduces what was measured. The model is exported to ``<out>/best/model.keras`` with
 ``model.json`` beside it, and the exported file predicts the test split with test-time
 augmentation into ``<out>/submission.csv``. Both are written aside and moved into place only
-when complete: a failed run leaves the previous pair untouched.
+when complete: a failed run leaves the previous pair untouched, and the members it had
+finished retraining (``search.refits``), which the same command run again takes up.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from search.exported import (
 )
 from search.members import choose_trials, training_seed
 from search.provenance import git_commit, package_versions
+from search.refits import drop_refits, keep_refit, kept_refit, refit_key
 from search.space import params_from_values
 from search.study import data_changed, load_existing_study
 
@@ -313,7 +315,7 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     submission = out / SUBMISSION_FILE
     staged_csv: Path | None = None
     try:
-        model, records = _train_members(plan, seed=config.seed, progress=config.progress)
+        model, records = _train_members(plan, out, seed=config.seed, progress=config.progress)
         metadata = _metadata(plan, records, config)
         if plan.trained_on == "train":
             from pcam.tta import predict_tta
@@ -326,6 +328,7 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
         staged_csv, probabilities = _stage_submission(plan, staging, submission, tta=config.tta)
         replace_folder(staging, out / "best")
         os.replace(staged_csv, submission)
+        drop_refits(out)
         files = [out / "best" / MODEL_FILE, out / "best" / METADATA_FILE, submission]
         upload_outputs(plan.study, files)
     except OSError as error:
@@ -369,24 +372,38 @@ def _plan(config: SubmitConfig) -> _Plan:
 
 
 def _train_members(
-    plan: _Plan, *, seed: int | None, progress: bool
+    plan: _Plan, out: Path, *, seed: int | None, progress: bool
 ) -> tuple[keras.Model, list[dict[str, Any]]]:
     """Each chosen trial retrained on the fit data, and the model that averages them: with
-    the seed it trained with in the search, or ``seed`` plus its place among the chosen."""
+    the seed it trained with in the search, or ``seed`` plus its place among the chosen. A
+    member an earlier run left in ``out`` (``search.refits``) is taken, not trained again."""
     settings = plan.study.user_attrs["config"]
     max_epochs = plan.study.user_attrs["study_defining"]["max_epochs"]
     runtime = resolve()
     logger.info(runtime.describe())
     models, records = [], []
     for place, trial in enumerate(plan.chosen):
-        model, record = retrain(
+        member_seed = training_seed(trial, settings) if seed is None else seed + place
+        key = refit_key(
+            plan.study.study_name,
             trial,
-            plan.fit_data,
+            fit_data=plan.fit_data,
+            content=plan.data.content,
             max_epochs=max_epochs,
-            seed=training_seed(trial, settings) if seed is None else seed + place,
-            runtime=runtime,
-            progress=progress,
+            seed=member_seed,
         )
+        if kept := kept_refit(out, key):
+            model, record = kept
+        else:
+            model, record = retrain(
+                trial,
+                plan.fit_data,
+                max_epochs=max_epochs,
+                seed=member_seed,
+                runtime=runtime,
+                progress=progress,
+            )
+            keep_refit(out, key, model, record)
         models.append(model)
         records.append(record)
     return combine(models, [record["trial"] for record in records]), records

@@ -36,6 +36,7 @@ from search import submission as submit_module
 from search.config import SearchConfig
 from search.exported import export, load_exported, read_labels
 from search.predict import main as predict_main
+from search.refits import refit_key
 from search.runner import run_search
 from search.space import params_from_values
 from search.submission import (
@@ -274,6 +275,64 @@ def test_ensemble_averages_the_top_two_trials(tiny_study, tmp_path):
     np.testing.assert_allclose(model.predict(images, verbose=0), np.mean(each, axis=0), rtol=1e-6)
 
 
+@pytest.mark.slow
+def test_a_stopped_submit_takes_up_the_members_it_had_retrained(tiny_study, tmp_path, monkeypatch):
+    """Ctrl-C while the second member trains: the first is kept whole, no submission is
+    written; the same command run again trains only the second, its ensemble holds the kept
+    first member exactly, and the kept members go once the submission is written."""
+    out = tmp_path / "out"
+    config = tiny_study.config(out, ensemble=2, tta="none")
+    real_retrain = submit_module.retrain
+    trained = []
+
+    def retrain_and_count(trial, *args, **kwargs):
+        trained.append(trial.number)
+        return real_retrain(trial, *args, **kwargs)
+
+    def stopped_at_the_second(trial, *args, **kwargs):
+        if trained:
+            raise KeyboardInterrupt
+        return retrain_and_count(trial, *args, **kwargs)
+
+    monkeypatch.setattr(submit_module, "retrain", stopped_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        submit(config)
+    assert not (out / "submission.csv").exists() and not (out / "best").exists()
+    (kept,) = (out / ".refits").iterdir()
+    first, _ = load_exported(kept)
+
+    monkeypatch.setattr(submit_module, "retrain", retrain_and_count)
+    outcome = submit(config)
+    members = [m["trial"] for m in outcome.metadata["members"]]
+    assert trained == members  # each member trained once over the two runs
+    model, _ = load_exported(outcome.model_dir)
+    for ours, theirs in zip(
+        model.get_layer(f"trial_{members[0]}").get_weights(), first.get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not (out / ".refits").exists()
+
+
+def test_a_kept_member_is_taken_only_for_the_same_seed_data_and_trial():
+    trial = optuna.trial.create_trial(
+        params={"blocks": 2},
+        distributions={"blocks": optuna.distributions.IntDistribution(2, 5)},
+        value=0.9,
+        user_attrs={"best_epoch": 3},
+    )
+    same = {"fit_data": random_subset(4), "content": "c", "max_epochs": 12, "seed": 1}
+    key = refit_key("s", trial, **same)
+    assert refit_key("s", trial, **same) == key
+    for change in (
+        {"seed": 2},
+        {"fit_data": replace(random_subset(4), ids=np.array(["a", "b", "c", "d"]))},
+        {"content": "d"},
+        {"max_epochs": 20},
+    ):
+        assert refit_key("s", trial, **{**same, **change}) != key, change
+    assert refit_key("another study", trial, **same) != key
+
+
 # --- test-time augmentation -------------------------------------------------------------------
 
 
@@ -488,7 +547,7 @@ def test_failure_after_training_leaves_the_previous_submission(tiny_study, tmp_p
     with pytest.raises(DataError, match="no valid probability"):
         submit(tiny_study.config(out, tta="none"))
     assert (out / "submission.csv").read_text() == "id,label\nold,0.5\n"
-    assert sorted(p.name for p in out.iterdir()) == ["best", "submission.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".refits", "best", "submission.csv"]
     assert not any((out / "best").iterdir())
 
 
@@ -537,7 +596,9 @@ def test_a_full_disk_during_the_export_leaves_the_previous_model_and_submission(
         submit(tiny_study.config(out, tta="none"))
     assert (out / "submission.csv").read_text() == "id,label\nold,0.5\n"
     assert (out / "best" / "model.json").read_text() == '{"old": true}\n'
-    assert sorted(p.name for p in out.iterdir()) == ["best", "submission.csv"]
+    # the retrained member is kept whole for the same command run again (search.refits)
+    assert sorted(p.name for p in out.iterdir()) == [".refits", "best", "submission.csv"]
+    assert [p.name.startswith("trial-") for p in (out / ".refits").iterdir()] == [True]
     assert [p.name for p in (out / "best").iterdir()] == ["model.json"]
 
 
