@@ -14,8 +14,8 @@ held-out data is left to pick weights by, so stopping where the trial peaked is 
 that reproduces what was measured. The model is exported to ``<out>/best/model.keras`` with
 ``model.json`` beside it, and the exported file predicts the test split with test-time
 augmentation into ``<out>/submission.csv``. Both are written aside and moved into place only
-when complete: a failed run leaves the previous pair untouched, and the members it had
-finished retraining (``search.refits``), which the same command run again takes up.
+when complete: a failed run leaves the previous pair untouched and keeps the members it
+finished retraining (``search.refits``) for the same command run again.
 """
 
 from __future__ import annotations
@@ -391,6 +391,7 @@ def _train_members(
             content=plan.data.content,
             max_epochs=max_epochs,
             seed=member_seed,
+            precision=runtime.precision,
         )
         if kept := kept_refit(out, key):
             model, record = kept

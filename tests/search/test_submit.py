@@ -23,6 +23,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from optuna.trial import FrozenTrial
 
 from pcam.data import Subset, TrainingData
 from pcam.errors import ConfigError, DataError, StorageError
@@ -32,13 +33,14 @@ from pcam.model import ModelParams, build
 from pcam.synth import generate
 from pcam.train import predict
 from pcam.tta import TransformedFeed, predict_tta, transforms_for
+from search import refits as refits_module
 from search import submission as submit_module
 from search.config import SearchConfig
 from search.exported import export, load_exported, read_labels
 from search.predict import main as predict_main
-from search.refits import refit_key
+from search.refits import kept_refit, refit_key
 from search.runner import run_search
-from search.space import params_from_values
+from search.space import params_from_values, seed_baseline_values
 from search.submission import (
     SubmitConfig,
     choose_trials,
@@ -313,24 +315,51 @@ def test_a_stopped_submit_takes_up_the_members_it_had_retrained(tiny_study, tmp_
     assert not (out / ".refits").exists()
 
 
-def test_a_kept_member_is_taken_only_for_the_same_seed_data_and_trial():
+def _trial(number: int = 0, *, blocks: int = 2, best_epoch: int = 3) -> FrozenTrial:
+    """A complete trial of the seed design's values (``blocks`` changed)."""
+    values = {**seed_baseline_values(), "blocks": blocks}
+    one_value = optuna.distributions.CategoricalDistribution
     trial = optuna.trial.create_trial(
-        params={"blocks": 2},
-        distributions={"blocks": optuna.distributions.IntDistribution(2, 5)},
+        params=values,
+        distributions={name: one_value([value]) for name, value in values.items()},
         value=0.9,
-        user_attrs={"best_epoch": 3},
+        user_attrs={"best_epoch": best_epoch},
     )
-    same = {"fit_data": random_subset(4), "content": "c", "max_epochs": 12, "seed": 1}
-    key = refit_key("s", trial, **same)
-    assert refit_key("s", trial, **same) == key
+    trial.number = number
+    return trial
+
+
+def test_a_kept_member_is_taken_only_for_the_same_trial_seed_data_and_precision():
+    same = {
+        "fit_data": random_subset(4),
+        "content": "c",
+        "max_epochs": 12,
+        "seed": 1,
+        "precision": "float32",
+    }
+    key = refit_key("s", _trial(), **same)
+    assert refit_key("s", _trial(), **same) == key
+    assert refit_key("another study", _trial(), **same) != key
+    for trial in (_trial(1), _trial(blocks=3), _trial(best_epoch=4)):
+        assert refit_key("s", trial, **same) != key
     for change in (
         {"seed": 2},
         {"fit_data": replace(random_subset(4), ids=np.array(["a", "b", "c", "d"]))},
         {"content": "d"},
         {"max_epochs": 20},
+        {"precision": "mixed_bfloat16"},
     ):
-        assert refit_key("s", trial, **{**same, **change}) != key, change
-    assert refit_key("another study", trial, **same) != key
+        assert refit_key("s", _trial(), **{**same, **change}) != key, change
+
+
+def test_a_damaged_kept_member_is_trained_again_not_trusted(tmp_path):
+    folder = tmp_path / ".refits" / "trial-0-abc"
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text('{"trial": 0}\n')
+    (folder / "model.keras").write_bytes(b"PK\x03\x04 cut short by a lost machine")
+    assert kept_refit(tmp_path, "trial-0-abc") is None
+    assert not folder.exists()
+    assert kept_refit(tmp_path, "trial-1-def") is None
 
 
 # --- test-time augmentation -------------------------------------------------------------------
@@ -532,7 +561,8 @@ def test_bad_test_folder_fails_before_training(tiny_study, tmp_path, monkeypatch
 @pytest.mark.slow  # the module's one searched and submitted study: the full suite's
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_failure_after_training_leaves_the_previous_submission(tiny_study, tmp_path, monkeypatch):
-    """A model that predicts NaN: nothing is written, the earlier pair stays, no temp files."""
+    """A model that predicts NaN: nothing is written, the earlier pair stays, no temp files
+    (the retrained member is kept, whole, for the same command run again)."""
     out = tmp_path / "out"
     (out / "best").mkdir(parents=True)
     (out / "submission.csv").write_text("id,label\nold,0.5\n")
@@ -557,7 +587,7 @@ def _tiny_retrain(trial, fit_data, *, max_epochs, seed, runtime, progress):
 
 
 @pytest.mark.slow  # the module's one searched and submitted study: the full suite's
-@pytest.mark.parametrize("where", ["the model export", "the submission"])
+@pytest.mark.parametrize("where", ["a kept member", "the model export", "the submission"])
 def test_a_full_disk_during_the_export_leaves_the_previous_model_and_submission(
     tiny_study, tmp_path, monkeypatch, where
 ):
@@ -568,13 +598,15 @@ def test_a_full_disk_during_the_export_leaves_the_previous_model_and_submission(
     (out / "best" / "model.json").write_text('{"old": true}\n')
     (out / "submission.csv").write_text("id,label\nold,0.5\n")
     monkeypatch.setattr(submit_module, "retrain", _tiny_retrain)
-    if where == "the model export":
-        real_export = submit_module.export
+    real_export = submit_module.export
 
-        def export_onto_a_full_disk(model, metadata, folder):
-            real_export(model, metadata, folder)  # the files are half there when the disk fills
-            raise OSError(errno.ENOSPC, "No space left on device", str(folder / "model.keras"))
+    def export_onto_a_full_disk(model, metadata, folder):
+        real_export(model, metadata, folder)  # the files are half there when the disk fills
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "model.keras"))
 
+    if where == "a kept member":
+        monkeypatch.setattr(refits_module, "export", export_onto_a_full_disk)
+    elif where == "the model export":
         monkeypatch.setattr(submit_module, "export", export_onto_a_full_disk)
     else:
         real_open = Path.open
@@ -598,7 +630,11 @@ def test_a_full_disk_during_the_export_leaves_the_previous_model_and_submission(
     assert (out / "best" / "model.json").read_text() == '{"old": true}\n'
     # the retrained member is kept whole for the same command run again (search.refits)
     assert sorted(p.name for p in out.iterdir()) == [".refits", "best", "submission.csv"]
-    assert [p.name.startswith("trial-") for p in (out / ".refits").iterdir()] == [True]
+    if where != "a kept member":
+        (kept,) = (out / ".refits").iterdir()
+        assert kept.name.startswith("trial-")
+    else:
+        assert not any((out / ".refits").iterdir())  # no half-written member
     assert [p.name for p in (out / "best").iterdir()] == ["model.json"]
 
 
