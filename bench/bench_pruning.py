@@ -21,13 +21,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 import argparse
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import optuna
 from common import RESULTS, describe_machine, format_table, machine_info, write_results
+from optuna.trial import FrozenTrial, TrialState
 
 from pcam.errors import run_cli
-from search.pruning import first_judged_epoch, make_pruner
+from pcam.metrics import auc_interval
+from search.pruning import FarBelowIncumbent, beyond_noise, first_judged_epoch, make_pruner
 
 BUDGET = 12
 REPLAYS = 30
@@ -134,8 +137,6 @@ def plain_hyperband(max_epochs: int = BUDGET) -> optuna.pruners.BasePruner:
 
 def incumbent_table(curves: dict[str, list[float]]) -> tuple[list[list[str]], dict]:
     """Every recorded curve as the candidate after every other as the incumbent."""
-    from pcam.metrics import auc_interval
-
     rows, record = [], {}
     for incumbent, first in curves.items():
         low, _ = auc_interval(max(first), VAL_POSITIVES, VAL_PATCHES - VAL_POSITIVES)
@@ -149,6 +150,120 @@ def incumbent_table(curves: dict[str, list[float]]) -> tuple[list[list[str]], di
             rows.append([incumbent, candidate, shown, describe(alone), describe(joined)])
             record[f"{candidate} after {incumbent}"] = {"hyperband": alone, "with_rule": joined}
     return rows, record
+
+
+class RuleAlone(FarBelowIncumbent, optuna.pruners.NopPruner):
+    """The far-below-the-incumbent rule as every pruner carries it, without the pruner."""
+
+    def __init__(self, first_step: int) -> None:
+        self.first_step = first_step
+
+
+class BelowEveryCurve(optuna.pruners.BasePruner):
+    """The stricter variant: a trial is judged against the best value *any* complete trial
+    had reached by the same epoch (the upper envelope of their curves), not only the best
+    trial's curve — a fast starter that ended lower then sets the early bar."""
+
+    def __init__(self, first_step: int) -> None:
+        self.first_step = first_step
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or step < self.first_step:
+            return False
+        reached = [
+            max(v for s, v in done.intermediate_values.items() if s <= step)
+            for done in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if any(s <= step for s in done.intermediate_values)
+        ]
+        best_so_far = max(v for s, v in trial.intermediate_values.items() if s <= step)
+        return bool(reached) and beyond_noise(study, best_so_far, max(reached))
+
+
+def stopped_after(
+    pruner: optuna.pruners.BasePruner, before: list[FrozenTrial], curve: list[float], counts
+) -> int | None:
+    """The epoch after which ``pruner`` stops a trial following ``curve``, the trials in
+    ``before`` complete (None: not within the epochs the curve holds)."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.set_user_attr("val_positives", counts[0])
+    study.set_user_attr("val_patches", counts[1])
+    study.add_trials(before)
+    trial = study.ask()
+    for epoch, value in enumerate(curve):
+        trial.report(value, epoch)
+        if trial.should_prune():
+            return epoch + 1
+    return None
+
+
+def in_order(study: optuna.Study) -> list[dict]:
+    """Every sampled trial of a real study, replayed through the rule and its stricter
+    variant against the trials that had completed when it started."""
+    trials = sorted(
+        (
+            t
+            for t in study.trials
+            if t.intermediate_values and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        ),
+        key=lambda t: t.datetime_start,
+    )
+    first_step = first_judged_epoch(study.user_attrs["study_defining"]["max_epochs"]) - 1
+    counts = (study.user_attrs["val_positives"], study.user_attrs["val_patches"])
+    best = study.best_trial
+    low, _ = auc_interval(best.value, counts[0], counts[1] - counts[0])
+    rows = []
+    for candidate in trials:
+        if candidate.user_attrs.get("role"):  # the seed design and the priors: never pruned
+            continue
+        before = [
+            t
+            for t in trials
+            if t.state == TrialState.COMPLETE and t.datetime_complete <= candidate.datetime_start
+        ]
+        curve = [candidate.intermediate_values[s] for s in sorted(candidate.intermediate_values)]
+        rule = stopped_after(RuleAlone(first_step), before, curve, counts) if before else None
+        strict = stopped_after(BelowEveryCurve(first_step), before, curve, counts)
+        rows.append(
+            {
+                "study": study.study_name,
+                "trial": candidate.number,
+                "epochs_run": len(curve),
+                "best": max(curve),
+                "winner": candidate.number == best.number or max(curve) >= low,
+                "seconds_per_epoch": candidate.user_attrs.get("seconds_per_epoch"),
+                "rule": rule,
+                "every_curve": strict if before else None,
+            }
+        )
+    return rows
+
+
+def in_order_table(storages: list[Path]) -> tuple[list[list[str]], list[dict]]:
+    """``in_order`` over every study of the given SQLite files."""
+    replayed = []
+    for path in storages:
+        url = f"sqlite:///{path}"
+        for name in optuna.get_all_study_names(url):
+            replayed += in_order(optuna.load_study(study_name=name, storage=url))
+    rows = []
+    for r in replayed:
+        saved = "–"
+        if r["every_curve"] and r["seconds_per_epoch"]:
+            earlier = (r["rule"] or r["epochs_run"]) - r["every_curve"]
+            saved = f"{max(earlier, 0) * r['seconds_per_epoch'] / 60:.1f}"
+        rows.append(
+            [
+                r["study"],
+                str(r["trial"]),
+                f"{r['best']:.3f}" + (" (**best or tie**)" if r["winner"] else ""),
+                str(r["epochs_run"]),
+                str(r["rule"] or "–"),
+                str(r["every_curve"] or "–"),
+                saved,
+            ]
+        )
+    return rows, replayed
 
 
 def describe(pruned_at: list[int | None]) -> str:
@@ -166,7 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only replay the far-below-the-incumbent rule on the recorded curves (no training)",
     )
+    parser.add_argument(
+        "--in-order",
+        action="store_true",
+        help="no training: replay every sampled trial of bench_quality's search studies and "
+        "record_curves' study, in the order they ran, through the rule and a stricter variant",
+    )
     args = parser.parse_args(argv)
+    if args.in_order:
+        return in_order_main()
     if not (QUALITY / "seed.json").is_file() or not (QUALITY / "recipe.json").is_file():
         parser.error("run python bench/bench_quality.py --arm seed and --arm recipe first")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -215,6 +338,33 @@ def main(argv: list[str] | None = None) -> int:
             "pruned_at": record,
         },
     )
+    return 0
+
+
+def in_order_main() -> int:
+    storages = sorted(QUALITY.glob("quality-*/study.db")) + sorted(
+        (RESULTS / "curves").glob("*.db")
+    )
+    if not storages:
+        raise SystemExit(
+            f"no study under {QUALITY} or {RESULTS / 'curves'}: run bench_quality.py --arm "
+            "search or bench/record_curves.sh first"
+        )
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    info = machine_info()
+    print(f"machine: {describe_machine(info)}")
+    rows, replayed = in_order_table(storages)
+    header = [
+        "study",
+        "trial",
+        "its best validation AUC",
+        "epochs it ran",
+        "the rule stops it after",
+        "against every curve",
+        "minutes the variant saves",
+    ]
+    print(format_table(header, rows))
+    write_results("bench_pruning_in_order", {"machine": info, "trials": replayed})
     return 0
 
 

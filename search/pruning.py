@@ -76,22 +76,28 @@ class HalvingBelowIncumbent(FarBelowIncumbent, optuna.pruners.SuccessiveHalvingP
 
 def far_below_incumbent(study: optuna.Study, trial: FrozenTrial, *, first_step: int) -> bool:
     """Whether ``trial``'s best value so far lies below the best complete trial's best value
-    up to the same step by more than the 95% margin of their difference (two independent
-    validation AUCs on the same class counts: 1.96 × the root of their summed variances)."""
+    up to the same step by more than the noise of the validation set (``beyond_noise``)."""
     step = trial.last_step
-    if step is None or step < first_step or "val_positives" not in study.user_attrs:
+    if step is None or step < first_step:
         return False
     reached = incumbent_at(study, step)
-    if reached is None:
-        return False
     best_so_far = max(v for s, v in trial.intermediate_values.items() if s <= step)
+    return reached is not None and beyond_noise(study, best_so_far, reached)
+
+
+def beyond_noise(study: optuna.Study, value: float, reference: float) -> bool:
+    """Whether validation AUC ``value`` lies below ``reference`` by more than the 95% margin of
+    their difference (two independent AUCs on the study's class counts: 1.96 × the root of
+    their summed variances); False where the study has no class counts."""
+    if "val_positives" not in study.user_attrs:
+        return False
     positives = int(study.user_attrs["val_positives"])
     negatives = int(study.user_attrs["val_patches"]) - positives
     margin = 1.96 * math.hypot(
-        auc_standard_error(best_so_far, positives, negatives),
-        auc_standard_error(reached, positives, negatives),
+        auc_standard_error(value, positives, negatives),
+        auc_standard_error(reference, positives, negatives),
     )
-    return best_so_far + margin < reached
+    return value + margin < reference
 
 
 def incumbent_at(study: optuna.Study, step: int) -> float | None:
