@@ -18,7 +18,7 @@ limit:
    trials that do to the storage what a harness trial does (claim a slot, suggest every
    dimension of ``search.space.SPACE``, set 10 user attributes, report one intermediate value
    and ask the pruner), with the harness's sampler (TPE) and pruner (Hyperband), on
-   ``search.study.make_storage(url, heartbeat=60)``. The same loop on Optuna's in-memory
+   ``search.storage.make_storage(url, heartbeat=60)``. The same loop on Optuna's in-memory
    storage is the baseline: the difference is what the storage costs per trial.
 
 PostgreSQL comes from ``--postgres URL`` or ``$PCAM_TEST_POSTGRES_URL`` (a server where the
@@ -52,7 +52,8 @@ from pcam.synth import generate
 from search.objective import claims_a_slot
 from search.pruning import make_pruner
 from search.space import SPACE, suggest
-from search.study import FINISHED, make_sampler, make_storage
+from search.storage import make_storage
+from search.study import FINISHED, make_sampler
 
 SEARCH_FLAGS = (
     "--max-epochs", "1", "--limit", "40", "--max-params", "20000",

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     from search.runner import run_search
-    from search.study import STORAGE_ERRORS, storage_hint
+    from search.storage import STORAGE_ERRORS, storage_hint
     from search.summary import summary
     from search.workers import WorkersFailed
 

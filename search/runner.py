@@ -18,7 +18,8 @@ from pcam.runtime import resolve
 from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig
 from search.console import describe_trial, progress_bar
 from search.dashboard import name_metric, upload_outputs, write_note
-from search.study import STORAGE_ERRORS, finished_trials, open_study
+from search.storage import STORAGE_ERRORS
+from search.study import finished_trials, open_study
 from search.summary import SearchOutcome, is_surplus, record_budget
 
 if TYPE_CHECKING:

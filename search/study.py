@@ -1,20 +1,18 @@
-"""Open or resume an Optuna study: storage, sampler, pruner, and the record of provenance."""
+"""Open or resume an Optuna study: sampler, pruner, starting points, and the record of
+provenance (its storage: search.storage)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
-import sqlalchemy
 from optuna.trial import TrialState
 
 from pcam.data import OWN_SPLIT, SAME_SLIDES, TrainingData
-from pcam.errors import ConfigError, SetupError, StorageError, preview
+from pcam.errors import ConfigError, SetupError, preview
 from search.config import SPACE_VERSION, SearchConfig, default_storage_url, redacted
 from search.priors import (
     PRIOR_ROLE,
@@ -26,11 +24,11 @@ from search.priors import (
 from search.provenance import git_commit, package_versions
 from search.pruning import make_pruner
 from search.space import outside, seed_baseline_values, space_changes
+from search.storage import OPENING_ERRORS, cannot_open, make_storage
 
 logger = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-SQLITE_LOCK_SECONDS = 60.0  # how long a write waits for another process's lock on SQLite
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -49,107 +47,6 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
             ) from None
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
-
-
-class SteadyStorage(optuna.storages.RDBStorage):
-    """Optuna's RDB storage, with heartbeats that outlive a storage outage.
-
-    Optuna records a running trial's heartbeats from a thread that ends, with a traceback, at
-    the first error: a database restart would silence a healthy trial for good, and other
-    workers would fail it as dead once its grace period passed. Here a failed heartbeat is
-    logged once per outage and the next one tried as usual.
-    """
-
-    _quiet_since_error = False
-
-    def record_heartbeat(self, trial_id: int) -> None:
-        try:
-            super().record_heartbeat(trial_id)
-        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as error:
-            if not self._quiet_since_error:
-                cause = error.__cause__ or error
-                logger.warning(
-                    f"a heartbeat was not recorded ({type(cause).__name__}: "
-                    f"{str(cause).splitlines()[0]}); the next one is tried as usual"
-                )
-            self._quiet_since_error = True
-        else:
-            self._quiet_since_error = False
-
-
-def make_storage(url: str, *, heartbeat: int) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeats: a trial whose worker died is failed and re-run.
-
-    A worker that stops sending heartbeats for ``2 × heartbeat`` seconds has its trial
-    marked FAIL by the next worker that checks, and a copy of it is enqueued (up to 3 times).
-    SQLite gets a ``SQLITE_LOCK_SECONDS`` lock timeout and write-ahead logging, so that a few
-    local workers wait for each other instead of failing with "database is locked".
-    """
-    sqlite = url.startswith("sqlite")
-    engine_kwargs = (
-        {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}} if sqlite else {"pool_pre_ping": True}
-    )
-    if sqlite:
-        _enable_wal(url)
-    return SteadyStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat,
-        grace_period=2 * heartbeat,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=3, inherit_intermediate_values=False
-        ),
-    )
-
-
-def _enable_wal(url: str) -> None:
-    """Write-ahead logging on the SQLite file of ``url`` (its query string, such as
-    ``?timeout=30``, is SQLAlchemy's, not part of the file's name)."""
-    path = sqlalchemy.engine.make_url(url).database
-    if path in (None, "", ":memory:"):
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_LOCK_SECONDS)) as connection:
-        connection.execute("PRAGMA journal_mode=WAL")
-
-
-# What opening a storage raises when the URL, the driver or the server is at fault, not the
-# code: a URL SQLAlchemy cannot read or whose dialect it lacks, a refused or absent server,
-# a driver that is not installed, a storage Optuna cannot use. Anything else is a bug and
-# keeps its traceback.
-OPENING_ERRORS = (
-    sqlalchemy.exc.SQLAlchemyError,
-    sqlite3.Error,
-    ImportError,
-    optuna.exceptions.StorageInternalError,
-)
-
-
-# What a running search's storage raises for a moment (a lock held past the timeout, a dropped
-# connection, a server restart): the worker waits and goes on (search.runner).
-STORAGE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
-
-
-def storage_hint(message: str) -> str:
-    """What to do about a storage error, for the two a local SQLite file gives."""
-    if "readonly" in message or "read-only" in message:
-        return (
-            "; the database file or its folder is read-only: make it writable, or give "
-            "--storage a path you can write"
-        )
-    if "locked" in message:
-        return (
-            f"; another program held a lock on the database for over {SQLITE_LOCK_SECONDS:g} "
-            "s: close it, or give this search its own --storage"
-        )
-    return ""
-
-
-def cannot_open(flag: str, url: str, error: BaseException) -> StorageError:
-    """The one line for a storage that will not open: the flag, the URL without its
-    password, the first line of the driver's word, and what to do where that is known."""
-    said = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return StorageError(f"{flag} {redacted(url)}: cannot open it ({said}){storage_hint(said)}")
 
 
 def load_existing_study(

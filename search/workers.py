@@ -28,7 +28,8 @@ from pcam.errors import Terminated, stop_signals_as_interrupts
 from search.config import STARTED_ENV, SearchConfig
 from search.console import progress_bar
 from search.options import STORAGE_ENV
-from search.study import STORAGE_ERRORS, finished_trials
+from search.storage import STORAGE_ERRORS
+from search.study import finished_trials
 
 logger = logging.getLogger(__name__)
 

@@ -93,9 +93,14 @@ def postgres_url() -> str:
         if os.environ.get("CI"):
             pytest.fail("PCAM_TEST_POSTGRES_URL is not set; .ci/run starts PostgreSQL")
         pytest.skip("no PostgreSQL server (set PCAM_TEST_POSTGRES_URL)")
+    return new_postgres_database(base)
+
+
+def new_postgres_database(server: str) -> str:
+    """The URL of a new, empty database on the server of ``server`` (any of its URLs)."""
     name = f"pcam_{uuid.uuid4().hex[:8]}"
-    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    engine = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
     engine.dispose()
-    return base.rsplit("/", 1)[0] + f"/{name}"
+    return server.rsplit("/", 1)[0] + f"/{name}"

@@ -7,6 +7,8 @@ import contextlib
 import os
 import sqlite3
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,8 +16,9 @@ import optuna
 import pytest
 
 from pcam.errors import StorageError
-from search import run, runner, study, submission
+from search import run, runner, storage, study, submission
 from search.config import SearchConfig
+from tests.conftest import new_postgres_database
 
 
 def _open_by_run(url: str):
@@ -62,6 +65,35 @@ def test_a_bug_is_not_turned_into_cannot_open_it(opener, tmp_path, monkeypatch):
         opener(url)
 
 
+# One process of a search starting on a machine: it waits for the shared moment, then opens
+# the storage as search.run does.
+OPEN_AT = """
+import sys, time
+from search.config import SearchConfig
+from search.study import connect
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+connect(SearchConfig(storage=sys.argv[1]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["sqlite", "pg"])
+def test_processes_opening_one_new_database_at_once_all_open_it(request, tmp_path, database):
+    """Six searches start on one new database at the same moment (machines starting a study
+    together): each opens it, though all but one find the tables half made by another.
+    Without the retry most PostgreSQL openings fail, and about a third of SQLite's."""
+    for attempt in range(2):
+        if database == "pg":
+            url = new_postgres_database(request.getfixturevalue("postgres_url"))
+        else:
+            url = f"sqlite:///{tmp_path / f'{attempt}.db'}"
+        moment = str(time.time() + 4)
+        argv = [sys.executable, "-c", OPEN_AT, url, moment]
+        openers = [subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        errors = [opener.communicate(timeout=120)[1] for opener in openers]
+        assert [opener.returncode for opener in openers] == [0] * 6, "\n".join(errors)[-3000:]
+
+
 def _make_read_only(path: Path) -> Callable[[], object]:
     """Make ``path`` unwritable, even to root (an immutable file); returns the undo."""
     if os.geteuid() != 0:
@@ -99,7 +131,7 @@ def test_a_database_locked_past_the_timeout_ends_the_search_in_one_line_losing_n
     argv = ["--data", str(tiny_synthetic), "--storage", url, "--max-epochs", "1", "--limit",
             "40", "--no-progress", "--no-report"]  # fmt: skip
     assert run.main([*argv, "--trials", "1"]) == 0
-    monkeypatch.setattr(study, "SQLITE_LOCK_SECONDS", 0.5)
+    monkeypatch.setattr(storage, "SQLITE_LOCK_SECONDS", 0.5)
     monkeypatch.setattr(runner, "STORAGE_RETRY_SECONDS", 0.1)
     monkeypatch.setattr(runner, "STORAGE_RETRIES", 1)
     with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as other_program:

@@ -16,7 +16,7 @@ from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 
 from search.space import SPACE
-from search.study import make_storage
+from search.storage import make_storage
 from tests.helpers import children_take_sigint, stderr_after_stop
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -56,7 +56,7 @@ def test_two_workers_ride_out_a_postgresql_restart(tiny_synthetic, postgres_url)
         tiny_synthetic, postgres_url, "restart", "--trials", "4", "--workers", "2",
         "--max-params", "1000000", "--max-epochs", "2",
     )  # fmt: skip
-    _wait_for_running_trial(postgres_url, "restart")
+    _wait_for_running_trial(search, postgres_url, "restart")
     subprocess.run(restart, shell=True, check=True, timeout=120)
     _, err = search.communicate(timeout=500)
     assert search.returncode == 0, err[-3000:]
@@ -64,12 +64,20 @@ def test_two_workers_ride_out_a_postgresql_restart(tiny_synthetic, postgres_url)
     _check_study(postgres_url, "restart", 4)
 
 
-def _wait_for_running_trial(storage: str, study: str, timeout: float = 240):
+def _wait_for_running_trial(
+    search: subprocess.Popen, storage: str, study: str, timeout: float = 240
+) -> optuna.trial.FrozenTrial:
+    """A trial of ``search`` training with every dimension suggested, once another has
+    finished; a search that ends or stalls first fails the test with its own words."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(0.5)
+        if search.poll() is not None:
+            _, err = search.communicate()
+            raise AssertionError(f"the search ended first ({search.returncode}): {err[-3000:]}")
         try:
-            # Read only: creating the tables here would race the search's own creation of them.
+            # Opening a new database beside the search's own first opening: search.storage
+            # tries again whichever of the two loses the race to create the tables.
             reader = optuna.storages.RDBStorage(storage, skip_table_creation=True)
             trials = optuna.load_study(study_name=study, storage=reader).trials
         except (KeyError, StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
@@ -85,7 +93,9 @@ def _wait_for_running_trial(storage: str, study: str, timeout: float = 240):
         ]
         if running and any(t.state in FINISHED for t in trials):
             return running[0]
-    raise AssertionError("no trial started in time")
+    search.kill()
+    _, err = search.communicate()
+    raise AssertionError(f"no trial started in {timeout:g} s: {err[-3000:]}")
 
 
 @pytest.mark.slow
@@ -99,7 +109,7 @@ def test_two_workers_on_the_local_default_finish_exactly_and_retry_a_killed_tria
     search = _search(
         tiny_synthetic, storage, "w", "--trials", "4", "--workers", "2", "--max-params", "1000000"
     )
-    victim = _wait_for_running_trial(storage, "w")
+    victim = _wait_for_running_trial(search, storage, "w")
     os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
     _, err = search.communicate(timeout=400)
     assert search.returncode == 0, err[-3000:]
@@ -141,7 +151,7 @@ def test_one_stop_ends_every_worker_and_leaves_no_trial_running(
         search = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
-    _wait_for_running_trial(storage, "stop")
+    _wait_for_running_trial(search, storage, "stop")
     time.sleep(3)  # both workers training
     workers = Path(f"/proc/{search.pid}/task/{search.pid}/children").read_text().split()
     assert len(workers) == 2
@@ -174,7 +184,7 @@ def test_one_stop_ends_every_worker_and_leaves_no_trial_running(
 def test_a_search_whose_workers_all_die_exits_non_zero(tmp_path, tiny_synthetic):
     storage = f"sqlite:///{tmp_path / 'd.db'}"
     search = _search(tiny_synthetic, storage, "d", "--trials", "3", "--workers", "2")
-    _wait_for_running_trial(storage, "d")
+    _wait_for_running_trial(search, storage, "d")
     children = Path(f"/proc/{search.pid}/task/{search.pid}/children").read_text().split()
     assert len(children) == 2
     for pid in children:
@@ -191,7 +201,7 @@ def test_a_killed_search_resumes_without_losing_trials(tmp_path, tiny_synthetic)
     # Over 1M weights a model is pruned untrained: the seed design, not the recipes.
     small = ("--trials", "3", "--max-params", "1000000")
     search = _search(tiny_synthetic, storage, "r", *small)
-    _wait_for_running_trial(storage, "r")
+    _wait_for_running_trial(search, storage, "r")
     search.send_signal(signal.SIGKILL)
     search.wait()
     before = optuna.load_study(study_name="r", storage=storage).trials
