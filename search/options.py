@@ -24,10 +24,16 @@ PRUNERS = ("hyperband", "median", "sha", "none")
 ENGINES = ("optuna", "keras-tuner")
 TUNERS = ("hyperband", "bayesian", "random")
 # The epoch budget of a trial when --max-epochs is not given: the embedded synthetic set keeps
-# its promise (100 trials within an hour on 2 cores); on real patches the recipe that beats the
-# seed design needs about a dozen epochs to settle (bench/README.md, bench_quality).
+# its promise (100 trials within an hour on 2 cores). On real patches the best designs keep
+# gaining on slides no training patch came from up to 20 epochs: a 2-hour search scored 0.916
+# on unseen slides with 20, 0.897 with 12 (bench/README.md, bench_quality). A budget under an
+# hour keeps 12: on two cores the seed design and the priors take 35 minutes at 20 epochs, and
+# the default trial cap (half the budget) would cut the 96×96 prior (17 minutes) of a
+# 30-minute search before it trained.
 SYNTHETIC_EPOCHS = 4
-REAL_DATA_EPOCHS = 12
+REAL_DATA_EPOCHS = 20
+SHORT_BUDGET_EPOCHS = 12
+SHORT_BUDGET_SECONDS = 3600.0
 # The most one trial may take on the embedded synthetic set when neither --budget nor
 # --max-trial-minutes says. 100 trials within an hour leave 36 s a trial on average, and
 # with a looser cap heavy models (which all score near 1.0 there) took the hour, so heavier
@@ -153,6 +159,15 @@ def parse_budget(text: str) -> float:
     if not seconds > 0:
         raise ValueError(f"--budget {text!r}: must be more than zero")
     return seconds
+
+
+def default_epochs(args: argparse.Namespace) -> int:
+    """--max-epochs when not given: by the data, and on real data by the budget."""
+    if not args.data:
+        return SYNTHETIC_EPOCHS
+    if args.budget is not None and args.budget < SHORT_BUDGET_SECONDS:
+        return SHORT_BUDGET_EPOCHS
+    return REAL_DATA_EPOCHS
 
 
 def absolute_path(path: str) -> str:
@@ -310,10 +325,11 @@ OPTIONS: tuple[Option, ...] = (
         "max_epochs", "int", SYNTHETIC_EPOCHS, "budget & pruning",
         "the epoch budget every trial's learning-rate schedule is planned for; the pruner "
         "decides how far a trial gets (default {default} on the embedded "
-        f"synthetic set, {REAL_DATA_EPOCHS} with --data)",
+        f"synthetic set, {REAL_DATA_EPOCHS} with --data, {SHORT_BUDGET_EPOCHS} with --data "
+        "and a --budget under an hour)",
         metavar="N", check=_at_least(1), problem="{flag} {value}: must be at least 1",
         resume=True,
-        fallback=lambda args: REAL_DATA_EPOCHS if args.data else SYNTHETIC_EPOCHS,
+        fallback=default_epochs,
     ),
     Option(
         "max_params", "int", 20_000_000, "budget & pruning",

@@ -63,6 +63,22 @@ def test_the_shipped_config_is_made_from_the_declaration():
     }
 
 
+@pytest.mark.parametrize(
+    ("argv", "epochs"),
+    [
+        ([], 4),  # the embedded synthetic set
+        (["--budget", "30m"], 4),
+        (["--data", "D"], 20),  # real data: the best designs gain on unseen slides up to 20
+        (["--data", "D", "--budget", "2h"], 20),
+        (["--data", "D", "--budget", "1h"], 20),
+        (["--data", "D", "--budget", "59m"], 12),  # the priors at 20 would fill a short budget
+        (["--data", "D", "--budget", "30m", "--max-epochs", "20"], 20),  # given: as given
+    ],
+)
+def test_the_default_epoch_budget_follows_the_data_and_the_budget(argv, epochs):
+    assert parse_args(argv).max_epochs == epochs
+
+
 def test_workers_get_every_inherited_setting_back_as_it_was_parsed(tmp_path):
     argv = [
         "--data", str(tmp_path), "--limit", "40", "--budget", "90m", "--max-epochs", "4",
@@ -75,5 +91,5 @@ def test_workers_get_every_inherited_setting_back_as_it_was_parsed(tmp_path):
     for name in kept - per_process:
         assert getattr(worker, name) == getattr(parent, name), name
     assert (worker.workers, worker.worker_index, worker.progress) == (1, 1, False)
-    assert worker.max_epochs == 4  # not the --data default of 12: a given value always travels
+    assert worker.max_epochs == 4  # not the --data default of 20: a given value always travels
     assert worker.priors  # the priors are enqueued once, by the parent
