@@ -30,7 +30,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pcam.errors import run_cli
 from pcam.metrics import auc_interval
-from search.pruning import FarBelowIncumbent, beyond_noise, first_judged_epoch, make_pruner
+from search.pruning import (
+    FarBelowIncumbent,
+    best_up_to,
+    beyond_noise,
+    first_judged_epoch,
+    make_pruner,
+)
 
 BUDGET = 12
 REPLAYS = 30
@@ -172,22 +178,27 @@ class BelowEveryCurve(optuna.pruners.BasePruner):
         if step is None or step < self.first_step:
             return False
         reached = [
-            max(v for s, v in done.intermediate_values.items() if s <= step)
+            best_up_to(done, step)
             for done in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if any(s <= step for s in done.intermediate_values)
+            if best_up_to(done, step) is not None
         ]
-        best_so_far = max(v for s, v in trial.intermediate_values.items() if s <= step)
-        return bool(reached) and beyond_noise(study, best_so_far, max(reached))
+        return bool(reached) and beyond_noise(study, best_up_to(trial, step), max(reached))
 
 
 def stopped_after(
-    pruner: optuna.pruners.BasePruner, before: list[FrozenTrial], curve: list[float], counts
+    pruner: optuna.pruners.BasePruner,
+    before: list[FrozenTrial],
+    curve: list[float],
+    *,
+    positives: int,
+    patches: int,
 ) -> int | None:
     """The epoch after which ``pruner`` stops a trial following ``curve``, the trials in
-    ``before`` complete (None: not within the epochs the curve holds)."""
+    ``before`` complete, on a validation set of ``patches`` with ``positives`` (None: not
+    within the epochs the curve holds)."""
     study = optuna.create_study(direction="maximize", pruner=pruner)
-    study.set_user_attr("val_positives", counts[0])
-    study.set_user_attr("val_patches", counts[1])
+    study.set_user_attr("val_positives", positives)
+    study.set_user_attr("val_patches", patches)
     study.add_trials(before)
     trial = study.ask()
     for epoch, value in enumerate(curve):
@@ -209,9 +220,9 @@ def in_order(study: optuna.Study) -> list[dict]:
         key=lambda t: t.datetime_start,
     )
     first_step = first_judged_epoch(study.user_attrs["study_defining"]["max_epochs"]) - 1
-    counts = (study.user_attrs["val_positives"], study.user_attrs["val_patches"])
+    positives, patches = study.user_attrs["val_positives"], study.user_attrs["val_patches"]
     best = study.best_trial
-    low, _ = auc_interval(best.value, counts[0], counts[1] - counts[0])
+    low, _ = auc_interval(best.value, positives, patches - positives)
     rows = []
     for candidate in trials:
         if candidate.user_attrs.get("role"):  # the seed design and the priors: never pruned
@@ -222,8 +233,9 @@ def in_order(study: optuna.Study) -> list[dict]:
             if t.state == TrialState.COMPLETE and t.datetime_complete <= candidate.datetime_start
         ]
         curve = [candidate.intermediate_values[s] for s in sorted(candidate.intermediate_values)]
-        rule = stopped_after(RuleAlone(first_step), before, curve, counts) if before else None
-        strict = stopped_after(BelowEveryCurve(first_step), before, curve, counts)
+        judged = {"positives": positives, "patches": patches}
+        rule = stopped_after(RuleAlone(first_step), before, curve, **judged) if before else None
+        strict = stopped_after(BelowEveryCurve(first_step), before, curve, **judged)
         rows.append(
             {
                 "study": study.study_name,

@@ -81,8 +81,7 @@ def far_below_incumbent(study: optuna.Study, trial: FrozenTrial, *, first_step: 
     if step is None or step < first_step:
         return False
     reached = incumbent_at(study, step)
-    best_so_far = max(v for s, v in trial.intermediate_values.items() if s <= step)
-    return reached is not None and beyond_noise(study, best_so_far, reached)
+    return reached is not None and beyond_noise(study, best_up_to(trial, step), reached)
 
 
 def beyond_noise(study: optuna.Study, value: float, reference: float) -> bool:
@@ -105,6 +104,9 @@ def incumbent_at(study: optuna.Study, step: int) -> float | None:
     best = top_trials(study, 1)
     if not best:
         return None
-    incumbent = best[0]
-    curve = [v for s, v in incumbent.intermediate_values.items() if s <= step]
-    return max(curve) if curve else None
+    return best_up_to(best[0], step)
+
+
+def best_up_to(trial: FrozenTrial, step: int) -> float | None:
+    """``trial``'s best value reported at ``step`` or before (None: nothing reported by then)."""
+    return max((v for s, v in trial.intermediate_values.items() if s <= step), default=None)
