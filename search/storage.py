@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 
 SQLITE_LOCK_SECONDS = 60.0  # how long a write waits for another process's lock on SQLite
 # Several processes opening one new database at once (machines starting the same study) each
-# create Optuna's tables and stamp its schema version;
-# all but the first fail on a name or row the first just took. Opened again, they find it made.
+# create Optuna's tables and stamp its schema version; all but the first fail on a name or row
+# the first just took. Opened again, they find it made.
 OPENING_TRIES = 5
 
 
