@@ -35,10 +35,11 @@ draw lies from the next, which the intervals over patches do not show.
 Each arm saves its result to ``bench/results/quality/<arm>[-<budget>].json`` with the split's
 id and the commit, so arms can run one at a time (``--arm seed``, ``--arm recipe``,
 ``--arm search --budget 2h``, e.g. the long one in the background early in a session), and
-``--arm table`` assembles the table from the saved results of the same split. A search arm
-given ``--search-args`` is saved apart, study folder included (``search-2h-max-epochs-20``), so
-it never replaces the arm with defaults; ``--reuse-search`` and ``--score-only`` find it by the
-same arguments.
+``--arm table`` assembles the table from the saved results of the same split. A search arm is
+saved under its epoch budget and its ``--search-args``, study folder included
+(``search-2h-max-epochs-20``: defaults, or ``--max-epochs 20`` given), so that no arm replaces
+another's; ``--reuse-search`` and ``--score-only`` find it by the same arguments.
+``search-2h.json`` is the 2-hour arm of the days when 12 epochs were the default.
 
 ``--reuse-search`` runs only (c)'s ``search.submit``, on the study a saved search arm of the
 same split and budget left behind, so another submission choice (``--submit-args``) is measured
@@ -78,6 +79,7 @@ from common import (
 )
 
 from pcam.errors import run_cli
+from search.options import default_epochs, parse_budget
 
 QUALITY = RESULTS / "quality"
 TEST_PATCHES = 1000
@@ -338,9 +340,14 @@ def result_path(
 
 
 def search_name(budget: str, search_args: list[str]) -> str:
-    """``2h`` for a search with defaults, ``2h-max-epochs-20`` for one given ``--search-args``:
-    each has a study folder and a result of its own, so that no arm deletes another's study."""
-    return f"{budget}-{slug(search_args)}" if search_args else budget
+    """``2h-max-epochs-20`` for a 2-hour search with defaults (the epoch budget ``search.run``
+    gives real data and that budget, named: the default has changed, and ``2h`` is the arm of
+    its 12-epoch days), ``2h-max-epochs-20-seed-1`` for one given ``--seed 1``: each setting
+    has a study folder and a result of its own, so that no arm deletes another's study."""
+    if "--max-epochs" not in search_args:
+        epochs = default_epochs(argparse.Namespace(data=True, budget=parse_budget(budget)))
+        search_args = ["--max-epochs", str(epochs), *search_args]
+    return f"{budget}-{slug(search_args)}"
 
 
 def search_study(split_id: str, name: str) -> str:

@@ -146,6 +146,7 @@ class SearchSettings:
         """The settings as stored with the study: storage URLs without their passwords."""
         values = dataclasses.asdict(self)
         del values["_space_read"]  # study_defining records the space itself
+        del values["unset"]
         for key in ("storage", "warm_start_storage"):
             values[key] = redacted(values[key])
         return values
@@ -155,6 +156,9 @@ class SearchSettings:
 def config_class(options: tuple[Option, ...]) -> type:
     """A frozen dataclass with one field per option, its default the option's."""
     fields = [(o.name, o.annotation, dataclasses.field(default=o.default)) for o in options]
+    # The study-defining options the command line left unset: resuming a study, they take its
+    # recorded values (search.study.with_recorded_settings) instead of their defaults.
+    fields.append(("unset", "tuple[str, ...]", dataclasses.field(default=(), repr=False)))
     # --space FILE as read (and checked) once, when the config is made; None without it.
     fields.append(
         ("_space_read", "tuple[Any, ...] | None", dataclasses.field(

@@ -51,7 +51,8 @@ def parse_args(
             )
     elif args.tuner is not None:
         parser.error("--tuner is KerasTuner's: add --engine keras-tuner")
-    return config_class(options)(**option_values(parser, options, args))
+    unset = tuple(o.name for o in options if o.resume and getattr(args, o.name) is None)
+    return config_class(options)(**option_values(parser, options, args), unset=unset)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     from search.runner import run_search
     from search.storage import STORAGE_ERRORS, storage_hint
+    from search.study import with_recorded_settings
     from search.summary import summary
     from search.workers import WorkersFailed
 
     try:
         with command_logging(command_level(quiet=config.quiet)):
+            config = with_recorded_settings(config)
             outcome = run_search(config)
     except WorkersFailed as error:
         print(f"error: {error}", file=sys.stderr)

@@ -10,6 +10,7 @@ import random
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
@@ -24,6 +25,7 @@ SQLITE_LOCK_SECONDS = 60.0  # how long a write waits for another process's lock 
 # create Optuna's tables and stamp its schema version; all but the first fail on a name or row
 # the first just took. Opened again, they find it made.
 OPENING_TRIES = 5
+_JITTER = random.Random()  # not the global generator, which training seeds alike everywhere
 
 
 class SteadyStorage(optuna.storages.RDBStorage):
@@ -36,6 +38,14 @@ class SteadyStorage(optuna.storages.RDBStorage):
     """
 
     _quiet_since_error = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            if getattr(self, "engine", None) is not None:
+                self.engine.dispose()  # an opening that failed keeps no connection open
+            raise
 
     def record_heartbeat(self, trial_id: int) -> None:
         try:
@@ -83,24 +93,31 @@ def make_storage(url: str, *, heartbeat: int) -> optuna.storages.RDBStorage:
         began = time.monotonic()
         try:
             return open_storage()
-        except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error) as error:
+        except OPENING_ERRORS as error:
             if not lost_creation_race(error, waited=time.monotonic() - began):
                 raise
-            time.sleep(0.2 * attempt * (1 + random.random()))  # apart, not in step again
+            logger.debug(f"opening {redacted(url)} again, another process was making it: {error}")
+        time.sleep(0.2 * attempt * (1 + _JITTER.random()))  # apart, not in step again
     return open_storage()
 
 
-def lost_creation_race(error: Exception, *, waited: float) -> bool:
+def lost_creation_race(error: BaseException, *, waited: float) -> bool:
     """Whether ``error`` is another process creating the same tables first: a unique name or
     row taken (PostgreSQL's catalogue, the schema version), a table that "already exists", or
     SQLite's "database is locked" given at once, without waiting out its lock timeout (to a
-    change of journal mode, or to a process that read the schema as another one changed it)."""
-    message = str(error)
-    return (
-        isinstance(error, sqlalchemy.exc.IntegrityError)
-        or "already exists" in message
-        or ("database is locked" in message and waited < SQLITE_LOCK_SECONDS / 2)
-    )
+    change of journal mode, or to a process that read the schema as another one changed it).
+    The errors behind ``error`` count too: Optuna words some of them as its own."""
+    link: BaseException | None = error
+    while link is not None:
+        message = str(link)
+        if (
+            isinstance(link, sqlalchemy.exc.IntegrityError)
+            or "already exists" in message
+            or ("database is locked" in message and waited < SQLITE_LOCK_SECONDS / 2)
+        ):
+            return True
+        link = link.__cause__
+    return False
 
 
 def _enable_wal(url: str) -> None:

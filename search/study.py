@@ -3,12 +3,14 @@ provenance (its storage: search.storage)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from pcam.data import OWN_SPLIT, SAME_SLIDES, TrainingData
@@ -89,6 +91,37 @@ def connect(config: SearchConfig) -> tuple[optuna.storages.RDBStorage, bool]:
     except OPENING_ERRORS as error:
         raise cannot_open("--storage", url, error) from None
     return storage, existing
+
+
+def with_recorded_settings(config: SearchConfig) -> SearchConfig:
+    """``config`` with each study-defining setting the command line left unset (``unset``)
+    taken from the study it resumes: a resume with another --budget keeps the epoch budget the
+    study was made with, one without --limit its patches. A new study keeps the defaults (and
+    a SQLite file that does not exist yet is not made here)."""
+    if not config.unset or _no_database_yet(config.storage_url):
+        return config
+    storage, existing = connect(config)
+    if not existing:
+        return config
+    recorded = optuna.load_study(study_name=config.study, storage=storage).user_attrs.get(
+        "study_defining", {}
+    )
+    taken = {
+        name: recorded[name]
+        for name in config.unset
+        if name in recorded and recorded[name] != getattr(config, name)
+    }
+    if taken:
+        shown = ", ".join(f"--{name.replace('_', '-')} {value}" for name, value in taken.items())
+        logger.info(f"resuming study {config.study!r} with the settings it was made with: {shown}")
+    return dataclasses.replace(config, **taken, unset=())
+
+
+def _no_database_yet(url: str) -> bool:
+    if not url.startswith("sqlite"):
+        return False
+    path = sqlalchemy.engine.make_url(url).database
+    return path in (None, "", ":memory:") or not Path(path).exists()
 
 
 def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, bool]:

@@ -54,6 +54,7 @@ def test_a_declared_option_reaches_help_config_workers_and_resume(tmp_path, tiny
 def test_the_shipped_config_is_made_from_the_declaration():
     assert [f.name for f in dataclasses.fields(SearchConfig)] == [
         *(option.name for option in OPTIONS),
+        "unset",
         "_space_read",
     ]
     defaults = SearchConfig()
@@ -76,7 +77,10 @@ def test_the_shipped_config_is_made_from_the_declaration():
     ],
 )
 def test_the_default_epoch_budget_follows_the_data_and_the_budget(argv, epochs):
-    assert parse_args(argv).max_epochs == epochs
+    config = parse_args(argv)
+    assert config.max_epochs == epochs
+    # unset, a resumed study's own epoch budget stands instead (search.study)
+    assert ("max_epochs" in config.unset) == ("--max-epochs" not in argv)
 
 
 def test_workers_get_every_inherited_setting_back_as_it_was_parsed(tmp_path):

@@ -127,6 +127,28 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_synthetic, capsys)
 
 
 @pytest.mark.slow
+def test_a_resume_without_a_study_defining_flag_goes_on_with_the_study_s_value(
+    tmp_path, tiny_synthetic, capsys
+):
+    """A study made with --max-epochs 2, --limit 40 and --seed 5, resumed without those flags
+    and with a budget whose default epoch budget is another (12): it goes on with the study's
+    values where the defaults would be refused, and says so in one line."""
+    common = ["--data", str(tiny_synthetic), "--study", "tiny", "--storage",
+              f"sqlite:///{tmp_path / 'tiny.db'}", "--max-params", "1", "--no-progress",
+              "--no-report"]  # fmt: skip
+    made_with = ["--max-epochs", "2", "--limit", "40", "--seed", "5"]
+    assert run.main([*common, "--trials", "1", *made_with]) == 0
+    capsys.readouterr()
+    assert run.main([*common, "--trials", "2", "--budget", "30m"]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "with the settings it was made with" in line]
+    assert len(said) == 1, err[-3000:]
+    assert all(flag in said[0] for flag in ("--max-epochs 2", "--limit 40", "--seed 5"))
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tiny.db'}")
+    assert len(study.trials) == 2
+
+
+@pytest.mark.slow
 def test_a_space_file_shapes_the_search_and_a_resume_must_keep_it(tmp_path, tiny_synthetic, capsys):
     narrow = tmp_path / "narrow.toml"
     narrow.write_text(

@@ -73,7 +73,10 @@ def _wait_for_running_trial(
     while time.time() < deadline:
         time.sleep(0.5)
         if search.poll() is not None:
-            _, err = search.communicate()
+            try:
+                err = search.communicate(timeout=30)[1]
+            except subprocess.TimeoutExpired:  # a worker outlived it and holds its stderr
+                err = "(a worker of it still runs)"
             raise AssertionError(f"the search ended first ({search.returncode}): {err[-3000:]}")
         try:
             # Opening a new database beside the search's own first opening: search.storage
@@ -93,8 +96,8 @@ def _wait_for_running_trial(
         ]
         if running and any(t.state in FINISHED for t in trials):
             return running[0]
-    search.kill()
-    _, err = search.communicate()
+    search.terminate()  # the parent stops its workers
+    err = stderr_after_stop(search, within=60)
     raise AssertionError(f"no trial started in {timeout:g} s: {err[-3000:]}")
 
 
