@@ -177,11 +177,8 @@ class BelowEveryCurve(optuna.pruners.BasePruner):
         step = trial.last_step
         if step is None or step < self.first_step:
             return False
-        reached = [
-            best_up_to(done, step)
-            for done in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if best_up_to(done, step) is not None
-        ]
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        reached = [value for t in done if (value := best_up_to(t, step)) is not None]
         return bool(reached) and beyond_noise(study, best_up_to(trial, step), max(reached))
 
 
