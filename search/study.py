@@ -140,23 +140,37 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
     # Resumed runs re-seed the sampler with the trial count, so they do not replay the
     # random draws of the first run; each worker of a parallel search has its own stream.
     seed = config.seed + 1000 * config.worker_index + (finished_trials(study) if existing else 0)
-    study = optuna.create_study(
-        study_name=config.study,
-        storage=storage,
-        direction="maximize",
-        sampler=make_sampler(config.sampler, seed),
-        pruner=make_pruner(config.pruner, config.max_epochs),
-        load_if_exists=True,
-    )
-    already_seeded = "study_defining" in study.user_attrs or any(
-        t.user_attrs.get("role") == SEED_BASELINE_ROLE for t in study.trials
-    )
-    if not existing and not already_seeded:  # (another machine may have just created it)
+    sampler = make_sampler(config.sampler, seed)
+    pruner = make_pruner(config.pruner, config.max_epochs)
+    made = None if existing else _made_here(config.study, storage, sampler, pruner)
+    if made is None:
+        study = optuna.load_study(
+            study_name=config.study, storage=storage, sampler=sampler, pruner=pruner
+        )
+    else:
+        study = made
         for key, value in study_provenance(config, data).items():
             study.set_user_attr(key, value)
         for values, attrs in baseline + points:
             study.enqueue_trial(values, user_attrs=attrs)
     return study, existing
+
+
+def _made_here(
+    name: str,
+    storage: optuna.storages.BaseStorage,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> optuna.Study | None:
+    """The new study ``name``, or None where another machine made it a moment ago: a study's
+    name is unique in its storage, so of searches starting one at once exactly one makes it,
+    and that one alone queues its seed design and priors."""
+    try:
+        return optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", sampler=sampler, pruner=pruner
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        return None
 
 
 def open_mirror_study(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -15,6 +16,9 @@ import sqlalchemy
 from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 
+from pcam.data import load_training_data
+from search import study as study_module
+from search.config import SearchConfig
 from search.space import SPACE
 from search.storage import make_storage
 from tests.helpers import children_take_sigint, stderr_after_stop
@@ -42,6 +46,26 @@ def _check_study(storage: str, study: str, trials: int) -> list[optuna.trial.Fro
     assert TrialState.RUNNING not in {t.state for t in loaded}
     assert len({t.number for t in loaded}) == len(loaded)
     return loaded
+
+
+def test_of_searches_starting_one_new_study_only_the_one_that_made_it_queues_its_trials(
+    tmp_path, tiny_synthetic, monkeypatch
+):
+    """Another machine made the study a moment after this one looked for it, and has not yet
+    queued the seed design and the priors: this one joins the study and queues nothing (both
+    queued them once, and each ran twice); the machine that made it queues them once."""
+    config = SearchConfig(
+        data=str(tiny_synthetic), limit=40, study="s", storage=f"sqlite:///{tmp_path / 's.db'}"
+    )
+    data = load_training_data(tiny_synthetic, limit=40, progress=False)
+    storage, _ = study_module.connect(config)
+    optuna.create_study(study_name="s", storage=storage, direction="maximize")  # the other one
+    monkeypatch.setattr(study_module, "connect", lambda config: (storage, False))  # looked first
+    joined, resumed = study_module.open_study(config, data)
+    assert joined.trials == [] and not resumed
+    made, _ = study_module.open_study(dataclasses.replace(config, study="t"), data)
+    roles = [t.user_attrs["role"] for t in made.trials]
+    assert roles[0] == "seed_baseline" and roles[1:] and set(roles[1:]) == {"prior"}
 
 
 @pytest.mark.slow
