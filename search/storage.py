@@ -96,7 +96,8 @@ def make_storage(url: str, *, heartbeat: int) -> optuna.storages.RDBStorage:
         except OPENING_ERRORS as error:
             if not lost_creation_race(error, waited=time.monotonic() - began):
                 raise
-            logger.debug(f"opening {redacted(url)} again, another process was making it: {error}")
+            said = str(error).splitlines()[0]
+            logger.debug(f"opening {redacted(url)} again, another process was making it: {said}")
         time.sleep(0.2 * attempt * (1 + _JITTER.random()))  # apart, not in step again
     return open_storage()
 
