@@ -158,7 +158,9 @@ def config_class(options: tuple[Option, ...]) -> type:
     fields = [(o.name, o.annotation, dataclasses.field(default=o.default)) for o in options]
     # The study-defining options the command line left unset: resuming a study, they take its
     # recorded values (search.study.with_recorded_settings) instead of their defaults.
-    fields.append(("unset", "tuple[str, ...]", dataclasses.field(default=(), repr=False)))
+    fields.append(
+        ("unset", "tuple[str, ...]", dataclasses.field(default=(), repr=False, compare=False))
+    )
     # --space FILE as read (and checked) once, when the config is made; None without it.
     fields.append(
         ("_space_read", "tuple[Any, ...] | None", dataclasses.field(
