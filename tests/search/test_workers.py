@@ -52,8 +52,8 @@ def test_of_searches_starting_one_new_study_only_the_one_that_made_it_queues_its
     tmp_path, tiny_synthetic, monkeypatch
 ):
     """Another machine made the study a moment after this one looked for it, and has not yet
-    queued the seed design and the priors: this one joins the study and queues nothing (both
-    queued them once, and each ran twice); the machine that made it queues them once."""
+    queued the seed design and the priors: this one joins the study and queues nothing (were
+    both to queue them, each would train twice); the machine that made it queues them once."""
     config = SearchConfig(
         data=str(tiny_synthetic), limit=40, study="s", storage=f"sqlite:///{tmp_path / 's.db'}"
     )
