@@ -142,7 +142,9 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
     seed = config.seed + 1000 * config.worker_index + (finished_trials(study) if existing else 0)
     sampler = make_sampler(config.sampler, seed)
     pruner = make_pruner(config.pruner, config.max_epochs)
-    made = None if existing else _made_here(config.study, storage, sampler, pruner)
+    # Tried on a resume too: the try takes the write lock, so that a database another program
+    # holds is found here, at once, not after the first trial's retries.
+    made = _made_here(config.study, storage, sampler, pruner)
     if made is None:
         study = optuna.load_study(
             study_name=config.study, storage=storage, sampler=sampler, pruner=pruner
@@ -162,9 +164,9 @@ def _made_here(
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
 ) -> optuna.Study | None:
-    """The new study ``name``, or None where another machine made it a moment ago: a study's
-    name is unique in its storage, so of searches starting one at once exactly one makes it,
-    and that one alone queues its seed design and priors."""
+    """The new study ``name``, or None where it exists (resumed, or made a moment ago by another
+    machine): a study's name is unique in its storage, so of searches starting one at once
+    exactly one makes it, and that one alone queues its seed design and priors."""
     try:
         return optuna.create_study(
             study_name=name, storage=storage, direction="maximize", sampler=sampler, pruner=pruner
