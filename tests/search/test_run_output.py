@@ -98,11 +98,14 @@ def test_a_stopped_search_fails_its_trial_with_the_reason_and_no_backend_error(
 
 def epochs_reported(database) -> int:
     """Epochs the search has reported so far, read with plain SQLite and never written: opening
-    the file through Optuna while the search creates it would race it to create the schema."""
+    the file through Optuna while the search creates it would race it to create the schema. A
+    query-only connection, not a read-only one, so that it reads the write-ahead log as the
+    search's own connections do."""
     if not database.exists():
         return 0
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            db.execute("PRAGMA query_only = ON")
             return db.execute("SELECT count(*) FROM trial_intermediate_values").fetchone()[0]
     except sqlite3.OperationalError:  # the schema is not there yet
         return 0
