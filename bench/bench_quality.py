@@ -25,10 +25,12 @@ one is the leaderboard's kind of data. No arm searches or chooses on it. The tab
 the gap between each arm's validation AUC and its unseen-slide AUC, and each arm's
 unseen-slide difference from the recipe arm, paired over the same patches.
 
-``--change KEY=VALUE`` (repeatable) trains (a) or (b) with those ``ModelParams`` fields
+``--arm NAME`` with a prior's name (``search.priors``, e.g. ``recipe_96_one_cycle``) trains
+that design as (b) is trained: what one of the designs every search starts from scores alone.
+``--change KEY=VALUE`` (repeatable) trains (a), (b) or a prior with those ``ModelParams`` fields
 changed (``--arm recipe --change hed_jitter=0.1``), saved apart (``recipe-hed_jitter-0.1``):
 how a training change moves the unseen-slide figure, against the plain recipe of the same
-split. ``--train-seed N`` trains (a) or (b) again with another seed for the weights, dropout
+split. ``--train-seed N`` trains one of them again with another seed for the weights, dropout
 and augmentation (same split), saved apart (``recipe-train_seed-1``): how far one training
 draw lies from the next, which the intervals over patches do not show.
 
@@ -80,10 +82,14 @@ from common import (
 
 from pcam.errors import run_cli
 from search.options import default_epochs, parse_budget
+from search.priors import PRIORS
 
 QUALITY = RESULTS / "quality"
 TEST_PATCHES = 1000
 ARMS = ("seed", "recipe", "search")
+# (b) with a prior's design instead of the plain recipe (``--arm recipe_96_one_cycle``): what
+# one of the designs every search starts from scores when trained alone, the same way as (b).
+PRIOR_ARMS = tuple(name for name, _, _ in PRIORS)
 
 
 def lock_split(sample: Path, folder: Path, *, seed: int, test_size: int) -> dict[str, Any]:
@@ -176,8 +182,9 @@ def train_once(
     changes: dict[str, Any],
     train_seed: int = 0,
 ) -> dict[str, Any]:
-    """Arms (a) and (b): one ``pcam.train`` run with best-validation weights, then the tests.
-    ``train_seed`` seeds the weights, dropout and augmentation; the split stays the same."""
+    """Arms (a), (b) and a prior's design: one ``pcam.train`` run with best-validation weights,
+    then the tests. ``train_seed`` seeds the weights, dropout and augmentation; the split stays
+    the same."""
     from pcam.data import load_split, load_training_data
     from pcam.model import SEED_BASELINE, count_params
     from pcam.train import train
@@ -185,7 +192,9 @@ def train_once(
     from search.exported import read_labels, whole_split
     from search.priors import HAND_RECIPE
 
-    params = SEED_BASELINE if which == "seed" else HAND_RECIPE
+    designs = {"seed": SEED_BASELINE, "recipe": HAND_RECIPE}
+    designs.update((name, params) for name, params, _ in PRIORS)
+    params = designs[which]
     params = dataclasses.replace(params, **changes)
     with CpuWindow() as window:
         started = time.perf_counter()
@@ -434,7 +443,8 @@ def table(split_id: str, *, baseline: str = "recipe") -> str:
                 + ("; scored after its run" if result.get("scored_later") else "")
             )
         else:
-            design = {"seed": "(a) seed design", "recipe": "(b) hand recipe"}[result["arm"]]
+            designs = {"seed": "(a) seed design", "recipe": "(b) hand recipe"}
+            design = designs.get(result["arm"], f"(b) prior {result['arm']}")
             name = f"{design}, {result['params']['epochs']} epochs"
             changed = {k: v for k, v in (result.get("changes") or {}).items() if k != "epochs"}
             if changed:
@@ -480,7 +490,12 @@ def table(split_id: str, *, baseline: str = "recipe") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arm", choices=(*ARMS, "all", "table"), default="all")
+    parser.add_argument(
+        "--arm",
+        choices=(*ARMS, *PRIOR_ARMS, "all", "table"),
+        default="all",
+        help="an arm, or a prior's design trained as (b) is (default all: seed, recipe, search)",
+    )
     parser.add_argument("--budget", default="30m", help="the search arm's --budget (default 30m)")
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
     parser.add_argument(
@@ -496,15 +511,15 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="(a) or (b): train with this ModelParams field changed, e.g. hed_jitter=0.1; "
+        help="(a), (b) or a prior: train with this ModelParams field changed, e.g. hed_jitter=0.1; "
         "repeatable; saved apart from the plain arm",
     )
     parser.add_argument(
         "--train-seed",
         type=int,
         default=0,
-        help="(a) or (b): the training seed (weights, dropout, augmentation; the split stays); "
-        "saved apart from seed 0",
+        help="(a), (b) or a prior: the training seed (weights, dropout, augmentation; the split "
+        "stays); saved apart from seed 0",
     )
     parser.add_argument(
         "--baseline",
@@ -539,8 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--reuse-search and --score-only go with --arm search")
     if args.reuse_search and args.score_only:
         parser.error("--score-only scores the arm's own run; it does not go with --reuse-search")
-    if (args.change or args.train_seed) and args.arm not in ("seed", "recipe"):
-        parser.error("--change and --train-seed go with --arm seed or --arm recipe")
+    if (args.change or args.train_seed) and args.arm in ("search", "all", "table"):
+        parser.error("--change and --train-seed go with --arm seed, recipe or a prior's name")
     if not args.unseen.is_dir():
         parser.error(f"--unseen {args.unseen}: no such folder; pass the unseen-slide patches")
     changes = parse_changes(args.change)
