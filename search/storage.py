@@ -121,13 +121,21 @@ def lost_creation_race(error: BaseException, *, waited: float) -> bool:
     return False
 
 
-def _enable_wal(url: str) -> None:
-    """Write-ahead logging on the SQLite file of ``url`` (its query string, such as
-    ``?timeout=30``, is SQLAlchemy's, not part of the file's name)."""
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (its query string, such as ``?timeout=30``, is SQLAlchemy's,
+    not part of the file's name); None for another database or an in-memory one."""
+    if not url.startswith("sqlite"):
+        return None
     path = sqlalchemy.engine.make_url(url).database
-    if path in (None, "", ":memory:"):
+    return None if path in (None, "", ":memory:") else Path(path)
+
+
+def _enable_wal(url: str) -> None:
+    """Write-ahead logging on the SQLite file of ``url``."""
+    path = sqlite_file(url)
+    if path is None:
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_LOCK_SECONDS)) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import optuna
-import sqlalchemy
 from optuna.trial import TrialState
 
 from pcam.data import OWN_SPLIT, SAME_SLIDES, TrainingData
@@ -26,7 +24,7 @@ from search.priors import (
 from search.provenance import git_commit, package_versions
 from search.pruning import make_pruner
 from search.space import outside, seed_baseline_values, space_changes
-from search.storage import OPENING_ERRORS, cannot_open, make_storage
+from search.storage import OPENING_ERRORS, cannot_open, make_storage, sqlite_file
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +58,13 @@ def load_existing_study(
     ``flag`` and ``storage_flag`` are the options that named the study and its storage, so the
     error speaks of what the user typed (``--warm-start`` for an earlier study, say).
     """
-    if url.startswith("sqlite:///"):
-        database = Path(url.removeprefix("sqlite:///").split("?")[0])
-        if str(database) != ":memory:" and not database.is_file():
-            raise ConfigError(
-                f"{flag} {name}: no study database at {database} ({storage_flag} "
-                f"{redacted(url)}: no such file); run python -m search.run --study {name} "
-                f"first, or pass the {storage_flag} the study was made with"
-            )
+    database = sqlite_file(url)
+    if database is not None and not database.is_file():
+        raise ConfigError(
+            f"{flag} {name}: no study database at {database} ({storage_flag} "
+            f"{redacted(url)}: no such file); run python -m search.run --study {name} "
+            f"first, or pass the {storage_flag} the study was made with"
+        )
     try:
         names = optuna.get_all_study_names(storage=url)
     except OPENING_ERRORS as error:
@@ -118,10 +115,11 @@ def with_recorded_settings(config: SearchConfig) -> SearchConfig:
 
 
 def _no_database_yet(url: str) -> bool:
+    """True for a SQLite database with nothing in it to read: no file yet, or in memory."""
     if not url.startswith("sqlite"):
         return False
-    path = sqlalchemy.engine.make_url(url).database
-    return path in (None, "", ":memory:") or not Path(path).exists()
+    path = sqlite_file(url)
+    return path is None or not path.exists()
 
 
 def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, bool]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,19 @@ class StopsWhileFinalized:
 
     def __del__(self) -> None:
         signal.raise_signal(signal.SIGTERM)
+
+
+def query_study_file(database: Path, sql: str) -> list[tuple]:
+    """The rows of ``sql`` on a study's SQLite file while a search writes it, read with plain
+    SQLite and never written: opening the file through Optuna while the search creates it would
+    race it to create the schema. A query-only connection, not a read-only one (``mode=ro``),
+    so that it reads the write-ahead log as the search's own connections do (a read-only one
+    once saw no epoch until a 200-epoch trial had ended). No rows before the schema exists."""
+    if not database.exists():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            db.execute("PRAGMA query_only = ON")
+            return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return []

@@ -31,6 +31,7 @@ from search.summary import summary
 from tests.helpers import (
     checkout_commit,
     children_take_sigint,
+    query_study_file,
     stderr_after_stop,
     write_folders,
     write_hdf5,
@@ -252,16 +253,9 @@ def test_sigint_leaves_no_running_trial_and_the_next_run_resumes(tmp_path, tiny_
 
 
 def trial_states(database: Path) -> list[str]:
-    """The study's trial states in trial order, read with plain SQLite and never written:
-    opening the file through Optuna while the search creates it would race it to create the
-    schema."""
-    if not database.exists():
-        return []
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-            return [state for (state,) in db.execute("SELECT state FROM trials ORDER BY number")]
-    except sqlite3.OperationalError:  # the schema is not there yet
-        return []
+    """The study's trial states in trial order."""
+    rows = query_study_file(database, "SELECT state FROM trials ORDER BY number")
+    return [state for (state,) in rows]
 
 
 MEMORY_SCRIPT = """

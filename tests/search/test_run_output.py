@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import stderr_after_stop
+from tests.helpers import query_study_file, stderr_after_stop
 
 
 def _search_argv(data, storage: str, *args: str) -> list[str]:
@@ -97,15 +95,6 @@ def test_a_stopped_search_fails_its_trial_with_the_reason_and_no_backend_error(
 
 
 def epochs_reported(database) -> int:
-    """Epochs the search has reported so far, read with plain SQLite and never written: opening
-    the file through Optuna while the search creates it would race it to create the schema. A
-    query-only connection, not a read-only one, so that it reads the write-ahead log as the
-    search's own connections do."""
-    if not database.exists():
-        return 0
-    try:
-        with contextlib.closing(sqlite3.connect(database)) as db:
-            db.execute("PRAGMA query_only = ON")
-            return db.execute("SELECT count(*) FROM trial_intermediate_values").fetchone()[0]
-    except sqlite3.OperationalError:  # the schema is not there yet
-        return 0
+    """Epochs the search has reported so far."""
+    rows = query_study_file(database, "SELECT count(*) FROM trial_intermediate_values")
+    return rows[0][0] if rows else 0
