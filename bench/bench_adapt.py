@@ -58,19 +58,16 @@ def adapt_batch_norm(model, images: np.ndarray) -> int:
             if not isinstance(layer, keras.layers.BatchNormalization):
                 continue
             probe = keras.Model(member.input, layer.input)
-            total = squares = 0.0
+            sums = np.zeros((2, layer.input.shape[-1]))  # of the values and their squares
             count = 0
             for start in range(0, len(images), ADAPT_BATCH):
                 out = np.asarray(probe.predict_on_batch(images[start : start + ADAPT_BATCH]))
                 out = out.reshape(-1, out.shape[-1]).astype(np.float64)
-                total, squares, count = (
-                    total + out.sum(0),
-                    squares + (out**2).sum(0),
-                    count + len(out),
-                )
-            mean = total / count
+                sums += out.sum(axis=0), (out**2).sum(axis=0)
+                count += len(out)
+            mean, mean_square = sums / count
             layer.moving_mean.assign(mean.astype("float32"))
-            layer.moving_variance.assign((squares / count - mean**2).astype("float32"))
+            layer.moving_variance.assign((mean_square - mean**2).astype("float32"))
             adapted += 1
     return adapted
 
