@@ -48,7 +48,9 @@ ADAPT_BATCH = 256
 
 def adapt_batch_norm(model, images: np.ndarray) -> int:
     """Set each batch-norm layer's moving statistics to those of its inputs over ``images``,
-    in the order the layers compute (each sees the layers before it adapted); the count."""
+    in the order the layers compute (each sees the layers before it adapted); the count. The
+    members of an ensemble (``search.submission.combine``: models the input feeds directly)
+    are adapted one after the other."""
     import keras
 
     members = [layer for layer in model.layers if isinstance(layer, keras.Model)] or [model]
@@ -127,10 +129,11 @@ def score(model_dir: Path, name: str, subset, labels: np.ndarray) -> dict[str, A
             file=sys.stderr,
             flush=True,
         )
-    return {"patches": len(labels), "batch_norm_layers": layers, "stain": strength, **scores}
+    return {"patches": len(labels), "batch_norm_layers": layers, "stain": strength, "ways": scores}
 
 
 def versus(way: str, difference: list[float]) -> str:
+    """A way's AUC minus the plain model's, with its paired interval."""
     if way == "plain":
         return "(the baseline)"
     return "{:+.4f} ({:+.3f} to {:+.3f})".format(*difference)
@@ -149,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.model / "model.keras").is_file():
         parser.error(f"{args.model}: no model.keras; pass an exported model folder (best/)")
+    if args.locked and not (args.locked / "locked_labels.csv").is_file():
+        parser.error(
+            f"--locked {args.locked}: no locked_labels.csv; pass a bench_quality.py split folder "
+            "(bench/results/quality/split-<id>)"
+        )
+    if not args.unseen.is_dir():
+        parser.error(f"--unseen {args.unseen}: no such folder; pass the unseen-slide patches")
     from pcam.data import load_split
     from search.exported import read_labels, whole_split
 
@@ -169,14 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         [
             where,
             way,
-            f"{s['auc']:.4f} ({s['low']:.3f}–{s['high']:.3f})",
-            versus(way, s["versus_plain"]),
-            f"{s['mean_probability']:.2f}",
-            f"{s['seconds']:.0f} s",
+            f"{scores['auc']:.4f} ({scores['low']:.3f}–{scores['high']:.3f})",
+            versus(way, scores["versus_plain"]),
+            f"{scores['mean_probability']:.2f}",
+            f"{scores['seconds']:.0f} s",
         ]
         for where, result in results.items()
-        for way, s in result.items()
-        if isinstance(s, dict)
+        for way, scores in result["ways"].items()
     ]
     header = ["patches", "way", "AUC, d8 (95%)", "− plain, paired (95%)", "mean p", "time"]
     print(format_table(header, rows))

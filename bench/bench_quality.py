@@ -81,14 +81,19 @@ from common import (
 )
 
 from pcam.errors import run_cli
+from pcam.model import SEED_BASELINE
 from search.options import default_epochs, parse_budget
-from search.priors import PRIORS
+from search.priors import HAND_RECIPE, PRIORS
 
 QUALITY = RESULTS / "quality"
 TEST_PATCHES = 1000
 ARMS = ("seed", "recipe", "search")
-# (b) with a prior's design instead of the plain recipe (``--arm recipe_96_one_cycle``): what
-# one of the designs every search starts from scores when trained alone, the same way as (b).
+# What (a), (b) and each prior's arm train (``--arm recipe_96_one_cycle``: one of the designs
+# every search starts from, trained alone the way (b) is). ``hand_recipe`` is (b) with the
+# priors' stain jitter, as ``--arm recipe --change hed_jitter=0.1`` (saved under that name).
+DESIGNS = {"seed": SEED_BASELINE, "recipe": HAND_RECIPE} | {
+    name: params for name, params, _ in PRIORS
+}
 PRIOR_ARMS = tuple(name for name, _, _ in PRIORS)
 
 
@@ -186,15 +191,12 @@ def train_once(
     then the tests. ``train_seed`` seeds the weights, dropout and augmentation; the split stays
     the same."""
     from pcam.data import load_split, load_training_data
-    from pcam.model import SEED_BASELINE, count_params
+    from pcam.model import count_params
     from pcam.train import train
     from pcam.tta import predict_tta
     from search.exported import read_labels, whole_split
-    from search.priors import HAND_RECIPE
 
-    designs = {"seed": SEED_BASELINE, "recipe": HAND_RECIPE}
-    designs.update((name, params) for name, params, _ in PRIORS)
-    params = designs[which]
+    params = DESIGNS[which]
     params = dataclasses.replace(params, **changes)
     with CpuWindow() as window:
         started = time.perf_counter()

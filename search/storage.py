@@ -123,10 +123,14 @@ def lost_creation_race(error: BaseException, *, waited: float) -> bool:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (its query string, such as ``?timeout=30``, is SQLAlchemy's,
-    not part of the file's name); None for another database or an in-memory one."""
+    not part of the file's name); None for another database, an in-memory one, or a URL
+    SQLAlchemy cannot read (opening it then says so in one line)."""
     if not url.startswith("sqlite"):
         return None
-    path = sqlalchemy.engine.make_url(url).database
+    try:
+        path = sqlalchemy.engine.make_url(url).database
+    except sqlalchemy.exc.ArgumentError:
+        return None
     return None if path in (None, "", ":memory:") else Path(path)
 
 

@@ -112,7 +112,7 @@ class StopsWhileFinalized:
 
 def query_study_file(database: Path, sql: str) -> list[tuple]:
     """The rows of ``sql`` on a study's SQLite file while a search writes it, read with plain
-    SQLite and never written: opening the file through Optuna while the search creates it would
+    SQLite, no table written: opening the file through Optuna while the search creates it would
     race it to create the schema. A query-only connection, not a read-only one (``mode=ro``),
     so that it reads the write-ahead log as the search's own connections do (a read-only one
     once saw no epoch until a 200-epoch trial had ended). No rows before the schema exists."""

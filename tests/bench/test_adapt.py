@@ -36,6 +36,30 @@ def test_adapted_batch_norm_layers_standardise_the_patches_they_were_adapted_on(
     assert adapt_batch_norm(model, images) == 2
     for layer in norms:
         inputs = per_channel(layer.input)  # through the layers before it, adapted
-        np.testing.assert_allclose(layer.moving_mean.numpy(), inputs.mean(axis=0), rtol=1e-3)
+        np.testing.assert_allclose(
+            layer.moving_mean.numpy(), inputs.mean(axis=0), rtol=1e-3, atol=1e-5
+        )
         np.testing.assert_allclose(layer.moving_variance.numpy(), inputs.var(axis=0), rtol=1e-3)
         np.testing.assert_allclose(per_channel(layer.output).mean(axis=0), 0, atol=1e-3)
+
+
+def test_every_member_of_an_ensemble_is_adapted():
+    import keras
+
+    from pcam.model import SEED_BASELINE, build
+    from search.submission import combine
+
+    params = dataclasses.replace(SEED_BASELINE, batch_norm=True, filters=(4,), blocks=1, crop=32)
+    keras.utils.set_random_seed(0)
+    ensemble = combine([build(params), build(params)], [3, 7])
+    images = np.random.default_rng(1).integers(150, 256, size=(64, 96, 96, 3), dtype=np.uint8)
+    assert adapt_batch_norm(ensemble, images) == 2
+    for member in (ensemble.get_layer("trial_3"), ensemble.get_layer("trial_7")):
+        (norm,) = [
+            layer for layer in member.layers if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        inputs = keras.Model(member.input, norm.input).predict(images, verbose=0)
+        inputs = inputs.reshape(-1, inputs.shape[-1])
+        np.testing.assert_allclose(
+            norm.moving_mean.numpy(), inputs.mean(axis=0), rtol=1e-3, atol=1e-5
+        )

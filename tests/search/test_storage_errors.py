@@ -36,11 +36,28 @@ def _open_by_report(url: str):
 OPENERS = [_open_by_run, _open_by_submit, _open_by_report]
 
 
+@pytest.mark.parametrize(
+    ("url", "file"),
+    [
+        ("sqlite://", None),  # in memory
+        ("sqlite:///:memory:", None),
+        ("sqlite:///rel/x.db?timeout=30", Path("rel/x.db")),  # the query string is SQLAlchemy's
+        ("sqlite:////abs/x.db", Path("/abs/x.db")),
+        ("sqlite+pysqlite:///x.db", Path("x.db")),
+        ("postgresql://ann@127.0.0.1/db", None),
+        ("sqlite:x.db", None),  # unreadable: opening it says so
+    ],
+)
+def test_the_file_of_a_sqlite_url(url, file):
+    assert storage.sqlite_file(url) == file
+
+
 @pytest.mark.parametrize("opener", OPENERS)
 @pytest.mark.parametrize(
     ("url", "said"),
     [
         ("not a url", "cannot open it"),
+        ("sqlite:studies/x.db", "cannot open it"),  # no "//": SQLAlchemy cannot read it
         ("nosuchdialect://h/db", "cannot open it"),
         ("mysql://ann:s3cret@127.0.0.1/db", "cannot open it"),  # no MySQL driver installed
     ],
