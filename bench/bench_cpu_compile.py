@@ -71,12 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     from pcam.model import SEED_BASELINE
     from search.priors import PRIORS
 
+    prior = {name: params for name, params, _ in PRIORS}
+
     info = machine_info()
     print(describe_machine(info), flush=True)
     data = load_training_data(args.sample, seed=0, limit=args.limit, progress=False)
     designs = {
         "seed design": SEED_BASELINE,
-        "hand recipe + stain jitter": dataclasses.replace(PRIORS[0][1], epochs=12),
+        "hand recipe + stain jitter": dataclasses.replace(prior["hand_recipe"], epochs=12),
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in designs}
     for round_ in range(args.rounds):

@@ -40,14 +40,18 @@ import optuna
 from bench_pruning import plain_hyperband
 from common import format_table, machine_info
 
-from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE
+from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, prior_values
 from search.pruning import first_judged_epoch, make_pruner
-from search.space import SPACE, suggest
+from search.space import SPACE, Dimension, suggest
 from search.study import make_sampler
 
 DATA = Path(__file__).resolve().parent / "data" / "curves.json"
 REPEAT_ROLE = "repeat"  # a seed design or prior of a table's later study: another draw of it
+LOCAL_ROLE = "local"  # a perturbation of the best prior (bench/record_local.py): a sampled trial
 SPEED_CHECK_SHARE = 6  # batches the real speed check times before it stops a too-slow trial
+PRIOR_ORDER = tuple(name for name, _ in prior_values())  # the order a study runs them in
+# ... and the order they ran in before issue 26 moved the strongest to the front
+PRIOR_ORDER_BEFORE_26 = ("hand_recipe", "recipe_cosine", "recipe_96_one_cycle")
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Recorded:
     cost (seconds on the machine that recorded it)."""
 
     number: int
-    role: str  # seed_baseline, prior, sampled, or repeat (``REPEAT_ROLE``)
+    role: str  # seed_baseline, prior, sampled, local (``LOCAL_ROLE``) or repeat (``REPEAT_ROLE``)
     values: dict[str, Any]
     curve: tuple[float, ...]  # the validation AUC after each epoch; empty if it was too slow
     start_seconds: float  # building the model, before its first epoch
@@ -65,6 +69,7 @@ class Recorded:
     steps_per_epoch: int
     epochs: int  # the run's epoch budget, which ``projected_seconds`` covers
     source: str = ""  # study#trial it was recorded as
+    perturbs: str = ""  # a local trial's origin: the source of the trial it perturbs
 
     @property
     def best(self) -> float:
@@ -105,6 +110,18 @@ class Table:
     @property
     def priors_best(self) -> float:
         return max(t.best for t in self.role(SEED_BASELINE_ROLE) + self.role(PRIOR_ROLE))
+
+    def priors_in(self, order: tuple[str, ...]) -> list[Recorded]:
+        """The recorded priors in ``order`` (names of ``search.priors``), each known by its
+        values; one that matches no name keeps its place after those that do."""
+        named = dict(prior_values())
+
+        def place(trial: Recorded) -> int:
+            matches = (i for i, name in enumerate(order) if name in named
+                       and distance(named[name], trial.values) < 1e-9)  # fmt: skip
+            return next(matches, len(order))
+
+        return sorted(self.role(PRIOR_ROLE), key=place)
 
     def nearest(self, values: dict[str, Any], *, among: tuple[Recorded, ...] | None = None):
         """The recorded trial whose values lie nearest ``values`` (ties: the lowest number)."""
@@ -156,11 +173,12 @@ def recorded_trial(
     common = {
         "number": number,
         "source": f"{study}#{trial.number}",
-        "role": role if role in (SEED_BASELINE_ROLE, PRIOR_ROLE) else "sampled",
+        "role": role if role in (SEED_BASELINE_ROLE, PRIOR_ROLE, LOCAL_ROLE) else "sampled",
         "values": dict(trial.params),
         "steps_per_epoch": steps,
         "epochs": max_epochs,
         "projected_seconds": float(attrs.get("projected_seconds", math.nan)),
+        "perturbs": attrs.get("perturbs", "") if role == LOCAL_ROLE else "",
     }
     if trial.state == optuna.trial.TrialState.PRUNED and "too slow" in attrs.get(
         "prune_reason", ""
@@ -243,7 +261,9 @@ def export(sources: list[tuple[str, str]], out: Path, *, add: bool = False) -> T
         added = [
             dataclasses.replace(
                 t,
-                role=t.role if name == reference or t.role == "sampled" else REPEAT_ROLE,
+                role=t.role
+                if name == reference or t.role in ("sampled", LOCAL_ROLE)
+                else REPEAT_ROLE,
                 start_seconds=round(t.start_seconds * scale, 2),
                 epoch_seconds=tuple(round(e * scale, 2) for e in t.epoch_seconds),
                 projected_seconds=t.projected_seconds * scale,
@@ -273,14 +293,15 @@ def export(sources: list[tuple[str, str]], out: Path, *, add: bool = False) -> T
 
 @dataclass(frozen=True)
 class Strategy:
-    """How a search picks and stops trials: a sampler, a pruner, the priors, and the share of
-    sampled trials spent on perturbations of the incumbent (a local phase)."""
+    """How a search picks and stops trials: a sampler, a pruner, the priors and their order,
+    and the share of sampled trials spent on perturbations of the incumbent (a local phase)."""
 
     name: str
     sampler: str
     pruner: Callable[[int], optuna.pruners.BasePruner]
     priors: bool = True
     local: float = 0.0
+    prior_order: tuple[str, ...] = PRIOR_ORDER
 
 
 def _hyperband(max_epochs: int) -> optuna.pruners.BasePruner:
@@ -288,8 +309,19 @@ def _hyperband(max_epochs: int) -> optuna.pruners.BasePruner:
 
 
 STRATEGIES = (
-    Strategy("TPE, Hyperband (before issue 26)", "tpe", plain_hyperband),
+    Strategy(
+        "TPE, Hyperband (before issue 26)",
+        "tpe",
+        plain_hyperband,
+        prior_order=PRIOR_ORDER_BEFORE_26,
+    ),
     Strategy("TPE, Hyperband + far-below (default)", "tpe", _hyperband),
+    Strategy(
+        "the default, priors in the order before issue 26",
+        "tpe",
+        _hyperband,
+        prior_order=PRIOR_ORDER_BEFORE_26,
+    ),
     Strategy("TPE + local half, Hyperband + far-below", "tpe", _hyperband, local=0.5),
     Strategy("random, Hyperband + far-below", "random", _hyperband),
     Strategy("TPE, no pruning", "tpe", lambda max_epochs: make_pruner("none", max_epochs)),
@@ -308,21 +340,37 @@ class Span:
 
 def perturb(values: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     """The incumbent's values with one to three of them moved: a choice to another, a range
-    by a normal step of 15% of its width (on the log scale for log ranges)."""
-    moved = dict(values)
+    by a normal step of 15% of its width (on the log scale for log ranges), reflected at its
+    ends. Drawn again until some value differs (a step can round back to where it started)."""
     dims = [dim for dim in SPACE if dim.choices is None or len(dim.choices) > 1]
-    for index in rng.choice(len(dims), size=int(rng.integers(1, 4)), replace=False):
-        dim = dims[index]
-        if dim.choices is not None:
-            others = [c for c in dim.choices if c != moved[dim.name]]
-            moved[dim.name] = others[int(rng.integers(len(others)))]
-            continue
-        scale = (math.log, math.exp) if dim.log else (float, float)
-        low, high = scale[0](dim.low), scale[0](dim.high)
-        step = rng.normal(0, 0.15 * (high - low))
-        value = scale[1](min(max(scale[0](moved[dim.name]) + step, low), high))
-        moved[dim.name] = round(value) if dim.integer else value
+    moved = dict(values)
+    while moved == values:
+        moved = dict(values)
+        for index in rng.choice(len(dims), size=int(rng.integers(1, 4)), replace=False):
+            moved[dims[index].name] = _moved(dims[index], moved[dims[index].name], rng)
     return moved
+
+
+def _moved(dim: Dimension, value: Any, rng: np.random.Generator) -> Any:
+    if dim.choices is not None:
+        others = [c for c in dim.choices if c != value]
+        return others[int(rng.integers(len(others)))]
+    scale = (math.log, math.exp) if dim.log else (float, float)
+    low, high = scale[0](dim.low), scale[0](dim.high)
+    x = scale[0](value) + rng.normal(0, 0.15 * (high - low))
+    x = low + abs(x - low) if x < low else high - abs(high - x) if x > high else x
+    x = scale[1](min(max(x, low), high))
+    return round(x) if dim.integer else x
+
+
+def local_move(incumbent: Recorded, pool: list[Recorded], rng: np.random.Generator) -> dict:
+    """A local phase's next point: a recorded perturbation of the incumbent while the table
+    has one left (``pool``, in a seeded order, each used once: the table answers it exactly),
+    else a new perturbation, which the nearest recorded trial answers."""
+    for index, recorded in enumerate(pool):
+        if recorded.perturbs and recorded.perturbs == incumbent.source:
+            return dict(pool.pop(index).values)
+    return perturb(incumbent.values, rng)
 
 
 def run_trial(
@@ -365,16 +413,19 @@ def simulate(table: Table, strategy: Strategy, *, budget: float, seed: int) -> l
     )
     study.set_user_attr("val_positives", table.val_positives)
     study.set_user_attr("val_patches", table.val_patches)
-    queued = table.role(SEED_BASELINE_ROLE) + (table.role(PRIOR_ROLE) if strategy.priors else [])
+    priors = table.priors_in(strategy.prior_order) if strategy.priors else []
+    queued = table.role(SEED_BASELINE_ROLE) + priors
     for recorded in queued:
         study.enqueue_trial(recorded.values, user_attrs={"role": recorded.role})
+    pool = [table.role(LOCAL_ROLE)[i] for i in rng.permutation(len(table.role(LOCAL_ROLE)))]
     clock, spans = 0.0, []
     while clock < budget:
-        if len(study.trials) >= len(queued) and rng.random() < strategy.local:
-            best = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-            if best:
-                incumbent = max(best, key=lambda t: t.value)
-                study.enqueue_trial(perturb(incumbent.params, rng))
+        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        if not waiting and rng.random() < strategy.local:  # once the seed and priors have run
+            counted = [s for s in spans if s.counted is not None]
+            if counted:
+                incumbent = max(counted, key=lambda s: s.counted).recorded
+                study.enqueue_trial(local_move(incumbent, pool, rng))
         trial = study.ask()
         suggest(trial, max_epochs=table.max_epochs)
         recorded = table.nearest(trial.params)

@@ -8,7 +8,8 @@
 # --add puts the study's trials beside those bench/data/curves.json already holds (commit it:
 # the database stays on the machine). On a machine without the database, draw other trials
 # under another name: bench/record_curves.sh --seed 1 --study curves-4ca3ebab2526-s1, and
-# export that study with --add.
+# export that study with --add. Trials queued in the study run first: bench/record_local.py
+# queues perturbations of the best prior there (draws near what works).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/results/curves

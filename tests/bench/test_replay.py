@@ -3,10 +3,12 @@ seed that repeats its results, and a table exported from a real study."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -90,6 +92,49 @@ def test_the_same_seed_replays_the_same_search_and_the_priors_come_first():
     summary = replay.summarise(table, first)
     assert summary["best"] == pytest.approx(table.priors_best)
     assert summary["minutes_to_priors_best"] == pytest.approx((1 + 12 * 60 + 1 + 24 * 60) / 60)
+
+
+def test_the_priors_run_in_the_search_s_order_or_in_the_order_before_issue_26():
+    """The default queues the priors as ``search.priors`` orders them (the strongest first);
+    the strategy before issue 26 in the old order, each recorded prior known by its values."""
+    table = _table()
+    position = {name: 1 + i for i, (name, _) in enumerate(prior_values())}
+    assert replay.PRIOR_ORDER[0] == "recipe_96_one_cycle"
+    for strategy, order in (
+        (replay.STRATEGIES[1], replay.PRIOR_ORDER),
+        (replay.STRATEGIES[0], ("hand_recipe", "recipe_cosine", "recipe_96_one_cycle")),
+    ):
+        spans = replay.simulate(table, strategy, budget=120 * MINUTE, seed=0)
+        assert [s.recorded.number for s in spans[:4]] == [0] + [position[n] for n in order]
+
+
+def test_a_local_phase_takes_the_recorded_perturbations_of_the_incumbent_once_each():
+    """Perturbations recorded around the best prior (bench/record_local.py) answer the local
+    phase exactly, each once, in a seeded order; then new perturbations, answered by the
+    nearest recorded trial, take over."""
+    table = _table()
+    best = table.trials[1]  # the best prior: its curve ends highest
+    local = [
+        dataclasses.replace(
+            _recorded(6 + i, replay.LOCAL_ROLE, {**best.values, "dense_units": units}, [0.9] * 12),
+            perturbs="test#1",
+        )
+        for i, units in enumerate((64, 256))
+    ]
+    best = dataclasses.replace(best, source="test#1")
+    table = dataclasses.replace(table, trials=(table.trials[0], best, *table.trials[2:], *local))
+    strategy = dataclasses.replace(replay.STRATEGIES[1], local=1.0)
+    spans = replay.simulate(table, strategy, budget=200 * MINUTE, seed=1)
+    # once the seed design and priors have run, every sampled trial is local: the recorded first
+    assert [s.recorded.role for s in spans[:4]] == [SEED_BASELINE_ROLE] + [PRIOR_ROLE] * 3
+    assert sorted(s.recorded.number for s in spans[4:6]) == [6, 7] and len(spans) > 6
+    pool = list(local)
+    rng = np.random.default_rng(0)
+    assert replay.local_move(best, pool, rng) == local[0].values
+    assert replay.local_move(table.trials[2], pool, rng) != local[1].values  # not its origin
+    assert replay.local_move(best, pool, rng) == local[1].values and pool == []
+    new = replay.local_move(best, pool, rng)
+    assert 1 <= sum(new[k] != best.values[k] for k in new) <= 3
 
 
 def test_the_heavy_loser_is_pruned_at_the_first_judged_epoch_by_the_default_only():

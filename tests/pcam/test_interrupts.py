@@ -16,6 +16,9 @@ from tests.helpers import StopsWhileFinalized
 
 INTERRUPT_SCRIPT = """
 import os, signal, sys, threading
+# Ctrl-C as a terminal's foreground process gets it (a job started in the background with
+# nohup, or by a CI runner, may inherit SIGINT ignored, which a run rightly leaves ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pcam.data import load_training_data
 from pcam.errors import Terminated, stop_signals_as_interrupts
 from pcam.model import ModelParams
@@ -111,13 +114,18 @@ def test_a_stop_that_comes_out_of_tracing_as_another_error_is_still_that_stop(st
     installs, is still raised as the stop it was; an error after the block stays an error."""
     from pcam.interrupts import release_on_interrupt
 
-    with stop_signals_as_interrupts():
-        with pytest.raises(KeyboardInterrupt) as came_out, release_on_interrupt():
-            try:
-                signal.raise_signal(stop)
-            except KeyboardInterrupt as interrupt:
-                text = f"{type(interrupt).__name__}: \n\nAt:\n  pcam/train.py(308): fit"
-            raise RuntimeError(text)  # raised from C++: no chain back to the interrupt
-        assert came_out.type is raised
-        with pytest.raises(RuntimeError, match="unrelated"), release_on_interrupt():
-            raise RuntimeError("unrelated")
+    # Ctrl-C handled as in a terminal, whatever the test run inherited (see INTERRUPT_SCRIPT)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with stop_signals_as_interrupts():
+            with pytest.raises(KeyboardInterrupt) as came_out, release_on_interrupt():
+                try:
+                    signal.raise_signal(stop)
+                except KeyboardInterrupt as interrupt:
+                    text = f"{type(interrupt).__name__}: \n\nAt:\n  pcam/train.py(308): fit"
+                raise RuntimeError(text)  # raised from C++: no chain back to the interrupt
+            assert came_out.type is raised
+            with pytest.raises(RuntimeError, match="unrelated"), release_on_interrupt():
+                raise RuntimeError("unrelated")
+    finally:
+        signal.signal(signal.SIGINT, inherited)
