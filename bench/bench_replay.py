@@ -9,12 +9,16 @@ every strategy is replayed against them, in the spirit of LCBench and HPOBench:
 - Optuna's real sampler asks for values over ``search.space.SPACE``; the recorded trial
   nearest to them (``Table.nearest``: L1 over values scaled to [0, 1], log ranges on the log
   scale, a different choice counting 1) stands in for the model it would have trained: a
-  1-nearest-neighbour surrogate, scored on held-out recorded trials (``--surrogate``).
+  1-nearest-neighbour surrogate, scored on held-out recorded trials with every replay.
+- A local phase (a share of sampled trials spent perturbing the incumbent) takes the table's
+  recorded perturbations of that incumbent first, each once (``bench/record_local.py``
+  records them by the same rule), which the table answers exactly; then new ones.
 - The search's own rules (``search.objective``) run on a simulated clock: the seed design
-  and the priors first and never pruned, the per-trial cap (half the budget; not for the
-  seed design), no sampled trial started whose first judged epoch would fall after the
-  budget's end, the real pruner (``search.pruning.make_pruner``) asked after every epoch of
-  a sampled trial, which counts when cut by the budget once past its first judged epoch.
+  and the priors first (in ``search.priors``' order, or the order before issue 26) and never
+  pruned, the per-trial cap (half the budget; not for the seed design), no sampled trial
+  started whose first judged epoch would fall after the budget's end, the real pruner
+  (``search.pruning.make_pruner``) asked after every epoch of a sampled trial, which counts
+  when cut by the budget once past its first judged epoch.
 
 Per strategy and seed it reports the best validation AUC the search holds at the budget's end,
 the simulated minutes until it first holds the priors' best value, and the share of minutes
@@ -166,7 +170,9 @@ def recorded_trial(
     trial: optuna.trial.FrozenTrial, *, number: int, max_epochs: int, train_patches: int, study: str
 ) -> Recorded | None:
     """A study's trial as the table's trial ``number``; None for one that tells nothing whole
-    (pruned by a pruner, cut by a budget, failed)."""
+    (pruned by a pruner, cut by a budget, failed, still queued or running)."""
+    if trial.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+        return None
     attrs = trial.user_attrs
     role = attrs.get("role", "sampled")
     steps = math.ceil(train_patches / trial.params["batch_size"])
