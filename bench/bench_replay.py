@@ -423,7 +423,8 @@ def simulate(table: Table, strategy: Strategy, *, budget: float, seed: int) -> l
     queued = table.role(SEED_BASELINE_ROLE) + priors
     for recorded in queued:
         study.enqueue_trial(recorded.values, user_attrs={"role": recorded.role})
-    pool = [table.role(LOCAL_ROLE)[i] for i in rng.permutation(len(table.role(LOCAL_ROLE)))]
+    local = table.role(LOCAL_ROLE)
+    pool = [local[i] for i in rng.permutation(len(local))]  # the recorded ones, each used once
     clock, spans = 0.0, []
     while clock < budget:
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
