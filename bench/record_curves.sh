@@ -2,8 +2,7 @@
 # Records whole learning curves and costs for bench_replay.py: a random-sampler search with
 # pruning off on bench_quality.py's split (run `python bench/bench_quality.py --arm seed` once
 # to make it), in the background at the lowest priority. Run it again to go on: the study
-# resumes where it stopped (an interrupted draw is marked failed and drawn anew, an interrupted
-# queued perturbation queued again).
+# resumes where it stopped (an interrupted trial is marked failed and drawn again).
 # Then: python bench/bench_replay.py --export sqlite:///bench/results/curves/curves.db \
 #   curves-4ca3ebab2526 --add
 # --add puts the study's trials beside those bench/data/curves.json already holds (commit it:

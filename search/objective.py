@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -50,18 +49,6 @@ def claims_a_slot(trial: optuna.Trial, target: int) -> bool:
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     earlier = trial.study.get_trials(deepcopy=False, states=states)
     return sum(t.number < trial.number for t in earlier) < target
-
-
-def queue_again(trial: optuna.Trial, queued_attrs: dict[str, Any]) -> None:
-    """Queue an interrupted trial again if it was enqueued (the seed design, a prior, a warm
-    start), with the same values and attributes and ``queued_again_from``, so that the resumed
-    search still runs it; a sampler's draw is not queued, the sampler draws anew."""
-    running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    this = next((t for t in running if t.number == trial.number), None)
-    values = None if this is None else this.system_attrs.get("fixed_params")
-    if values is not None:
-        attrs = {**queued_attrs, "queued_again_from": trial.number}
-        trial.study.enqueue_trial(values, user_attrs=attrs)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -114,7 +101,6 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.last_trial = trial.number
-        queued_attrs = dict(trial.user_attrs)  # what it was enqueued with, before the run adds
         try:
             return self._run(trial)
         except KeyboardInterrupt as interrupt:
@@ -122,8 +108,6 @@ class Objective:
             stop_signal = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
             with contextlib.suppress(Exception):  # a note: it must not replace the interrupt
                 trial.set_user_attr("fail_reason", f"interrupted by {stop_signal}")
-            with contextlib.suppress(Exception):  # nor may the storage failing to queue it
-                queue_again(trial, queued_attrs)
             raise
 
     def _run(self, trial: optuna.Trial) -> float:

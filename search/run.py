@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as interrupt:
         print(
-            f"\ninterrupted: the running trial is marked FAIL (queued again if it was the seed "
-            "design, a prior or a warm start), every finished trial is kept; "
+            f"\ninterrupted: the running trial is marked FAIL, every finished trial is kept; "
             f"run the same command to resume study {config.study!r}",
             file=sys.stderr,
         )

@@ -17,7 +17,6 @@ from pcam.feed import PatchFeed
 from pcam.model import ModelParams
 from pcam.runtime import Runtime
 from pcam.train import VAL_AUC, TrainingDiverged, train
-from search import objective as objective_module
 from search.objective import Objective, TrialFailed, is_out_of_memory
 from search.pruning import make_pruner
 from search.space import seed_baseline_values
@@ -139,37 +138,6 @@ def test_out_of_memory_fails_the_trial_with_its_reason_and_the_study_goes_on(dat
     assert failed.intermediate_values == {}
     assert ok.state == optuna.trial.TrialState.COMPLETE
     assert sorted(ok.intermediate_values) == [0, 1]
-
-
-def test_an_interrupted_queued_design_is_queued_again_and_a_draw_is_not(
-    data, monkeypatch, tmp_path
-):
-    """Ctrl-C mid-trial: a trial that was enqueued (the seed design, a prior, a warm start) is
-    queued again with its values and attributes, so that the resumed search still runs it; a
-    sampler's draw is not (the sampler draws anew)."""
-
-    def interrupted_training(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(objective_module, "train", interrupted_training)
-    study = optuna.create_study(
-        direction="maximize",
-        storage=f"sqlite:///{tmp_path / 'q.db'}",
-        sampler=optuna.samplers.RandomSampler(seed=0),
-    )
-    objective = Objective(data, max_epochs=2, max_params=10**9, seed=0)
-    with pytest.raises(KeyboardInterrupt):
-        study.optimize(objective, n_trials=1)  # a random draw
-    queued = {"role": "prior", "prior": "hand_recipe"}
-    study.enqueue_trial(_small_values(), user_attrs=queued)
-    with pytest.raises(KeyboardInterrupt):
-        study.optimize(objective, n_trials=1)  # the queued prior
-    draw, prior, again = study.trials
-    assert draw.state == prior.state == optuna.trial.TrialState.FAIL
-    assert prior.user_attrs["fail_reason"] == "interrupted by SIGINT"
-    assert again.state == optuna.trial.TrialState.WAITING
-    assert again.system_attrs["fixed_params"] == prior.system_attrs["fixed_params"]
-    assert again.user_attrs == {**queued, "queued_again_from": prior.number}
 
 
 def test_oversized_model_is_pruned_before_training(data):
