@@ -260,8 +260,10 @@ def export(sources: list[tuple[str, str]], out: Path, *, add: bool = False) -> T
             trials = [t for t in trials if t.source.split("#")[0] != name]
         else:
             source["studies"].append(name)
-        steady = seed[0].epoch_seconds[1:] or seed[0].epoch_seconds
-        source["seed_epoch_seconds"][name] = statistics.median(steady)
+        # The least disturbed of its seed-design runs: something else on the machine only slows
+        source["seed_epoch_seconds"][name] = min(
+            statistics.median(t.epoch_seconds[1:] or t.epoch_seconds) for t in seed
+        )
         reference = source["studies"][0]
         scale = source["seed_epoch_seconds"][reference] / source["seed_epoch_seconds"][name]
         added = [

@@ -23,7 +23,7 @@ from pcam.train import (
 )
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, WARM_START_ROLE
 from search.pruning import first_judged_epoch
-from search.record import TrialRecord
+from search.record import INTERRUPTED, TrialRecord
 from search.space import SPACE, Dimension, suggest
 
 UNPRUNED_ROLES = (SEED_BASELINE_ROLE, PRIOR_ROLE, WARM_START_ROLE)
@@ -107,7 +107,7 @@ class Objective:
             # Optuna marks the trial FAIL once this propagates: record why before it does.
             stop_signal = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
             with contextlib.suppress(Exception):  # a note: it must not replace the interrupt
-                trial.set_user_attr("fail_reason", f"interrupted by {stop_signal}")
+                trial.set_user_attr("fail_reason", f"{INTERRUPTED} {stop_signal}")
             raise
 
     def _run(self, trial: optuna.Trial) -> float:

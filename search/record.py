@@ -74,3 +74,8 @@ class TrialRecord:
 
 
 RECORD_ATTRS = tuple(field.name for field in dataclasses.fields(TrialRecord))
+# What a run adds to a trial's attributes beside its record: why it ended, where it did not end
+# well. A queued trial's other attributes are what it was enqueued with.
+OUTCOME_ATTRS = ("fail_reason", "prune_reason", "budget_cut")
+RUN_ATTRS = RECORD_ATTRS + OUTCOME_ATTRS
+INTERRUPTED = "interrupted by"  # the fail_reason of a trial a stop signal ended, and its signal

@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         print(
             f"\ninterrupted: the running trial is marked FAIL, every finished trial is kept; "
-            f"run the same command to resume study {config.study!r}",
+            f"run the same command to resume study {config.study!r} (it runs a stopped seed "
+            "design, prior or warm start again)",
             file=sys.stderr,
         )
         return interrupt_status(interrupt)

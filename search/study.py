@@ -132,6 +132,8 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
     if existing:
         study = optuna.load_study(study_name=config.study, storage=storage)
         check_resume(study, config, data)
+        if config.worker_index == 0:  # one process queues, so that no design is queued twice
+            queue_interrupted_again(study)
     # Read before the study exists: a bad --warm-start must not leave a half-made study behind.
     baseline = [] if existing else seed_baseline_point(config)
     points = [] if existing else starting_points(config)[: config.trials - len(baseline)]
@@ -154,6 +156,38 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
         for values, attrs in baseline + points:
             study.enqueue_trial(values, user_attrs=attrs)
     return study, existing
+
+
+def queue_interrupted_again(study: optuna.Study) -> list[int]:
+    """Queue again every enqueued trial (the seed design, a prior, a warm start) that a stop
+    signal ended, with its values and starting attributes plus ``queued_again_from``, so that
+    the resumed search still runs it; returns their numbers. A sampler's draw is not queued:
+    the sampler draws anew. Done here, when a search resumes, not in the stopping process,
+    where a second signal could land in the middle of the write."""
+    from search.record import INTERRUPTED, RUN_ATTRS  # imports Keras: not for every --help
+
+    trials = study.get_trials(deepcopy=False)
+    # copies made already: ours, and the heartbeat's re-run of a worker that died stopping
+    copied = {t.user_attrs.get("queued_again_from") for t in trials} | {
+        t.system_attrs.get("failed_trial") for t in trials
+    }
+    queued = []
+    for trial in trials:
+        values = trial.system_attrs.get("fixed_params")
+        reason = str(trial.user_attrs.get("fail_reason", ""))
+        if (
+            trial.state != TrialState.FAIL
+            or values is None
+            or not reason.startswith(INTERRUPTED)
+            or trial.number in copied
+        ):
+            continue
+        attrs = {k: v for k, v in trial.user_attrs.items() if k not in RUN_ATTRS}
+        study.enqueue_trial(values, user_attrs=attrs | {"queued_again_from": trial.number})
+        queued.append(trial.number)
+        what = trial.user_attrs.get("prior") or trial.user_attrs.get("role", "queued trial")
+        logger.info(f"trial {trial.number} ({what}), {reason}, is queued to run again")
+    return queued
 
 
 def _made_here(

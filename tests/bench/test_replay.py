@@ -183,10 +183,25 @@ def test_a_table_exported_from_a_real_study_replays(tmp_path, tiny_synthetic):
     rows, _ = replay.replay_table(table, budget=budget, seeds=2)
     assert len(rows) == len(replay.STRATEGIES)
 
-    # Curves recorded on a machine half as fast join the table in its reference's seconds.
-    optuna.copy_study(
-        from_study_name="r", from_storage=storage, to_storage=storage, to_study_name="slower"
+    # Curves recorded on a machine half as fast join the table in its reference's seconds, its
+    # seed design first timed beside other work (3x as slow), then alone: the alone run counts.
+    recorded = optuna.load_study(study_name="r", storage=storage)
+    slower = optuna.create_study(study_name="slower", storage=storage, direction="maximize")
+    for key, value in recorded.user_attrs.items():
+        slower.set_user_attr(key, value)
+    seed_run = recorded.trials[0]
+    timed = ("build_seconds", "first_epoch_seconds", "seconds_per_epoch", "train_seconds")
+    busy = {key: 3 * seed_run.user_attrs[key] for key in timed}
+    slower.add_trial(
+        optuna.trial.create_trial(
+            params=seed_run.params,
+            distributions=seed_run.distributions,
+            value=seed_run.value,
+            intermediate_values=seed_run.intermediate_values,
+            user_attrs=seed_run.user_attrs | busy,
+        )
     )
+    slower.add_trials(recorded.trials[:2])
     raw = json.loads((tmp_path / "curves.json").read_text())
     raw["source"]["seed_epoch_seconds"]["r"] *= 2  # the reference machine's, made twice as slow
     (tmp_path / "curves.json").write_text(json.dumps(raw))
@@ -194,9 +209,9 @@ def test_a_table_exported_from_a_real_study_replays(tmp_path, tiny_synthetic):
     assert added.source["studies"] == ["r", "slower"]
     assert [t.role for t in added.trials] == [SEED_BASELINE_ROLE, PRIOR_ROLE] + [
         replay.REPEAT_ROLE
-    ] * 2
-    assert [t.number for t in added.trials] == [0, 1, 2, 3]
-    for original, repeat in zip(table.trials, added.trials[2:], strict=True):
+    ] * 3
+    assert [t.number for t in added.trials] == [0, 1, 2, 3, 4]
+    for original, repeat in zip(table.trials, added.trials[3:], strict=True):
         assert repeat.curve == original.curve
         assert repeat.epoch_seconds == pytest.approx([2 * e for e in original.epoch_seconds], 0.01)
     # exported again, a study replaces its trials; the queued designs stay the reference's

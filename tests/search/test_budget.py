@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from pcam.data import load_training_data
 from pcam.errors import ConfigError
+from search import objective as objective_module
 from search.config import SearchConfig
 from search.objective import Objective
 from search.options import parse_budget
@@ -237,6 +238,36 @@ def test_a_new_study_enqueues_the_seed_then_the_priors(tmp_path, tiny_synthetic,
     # a study of 2 trials takes one prior, so that none is left waiting
     few = _config(tmp_path, tiny_synthetic, priors=True, trials=2, study="few")
     assert len(open_study(few, data)[0].get_trials(states=(TrialState.WAITING,))) == 2
+
+
+def test_a_resume_queues_an_interrupted_queued_design_again_once_and_not_a_draw(
+    tmp_path, tiny_synthetic, data, monkeypatch
+):
+    """Ctrl-C mid-trial fails the trial; the resumed search queues the seed design (a prior, a
+    warm start) again with its values and role, so that it is not lost, and only once; a
+    sampler's draw is drawn anew instead."""
+
+    def interrupted_training(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(objective_module, "train", interrupted_training)
+    config = _config(tmp_path, tiny_synthetic, trials=10)
+    study, _ = open_study(config, data)
+    objective = Objective(data, max_epochs=2, max_params=10**9, seed=0)
+    for _ in range(2):  # the queued seed design, then a sampler's draw
+        with pytest.raises(KeyboardInterrupt):
+            study.optimize(objective, n_trials=1)
+    seed_design, draw = study.trials
+    assert seed_design.state == draw.state == TrialState.FAIL
+    assert draw.user_attrs["fail_reason"] == "interrupted by SIGINT"
+    for _ in range(2):  # resumed twice: still one copy
+        resumed, existing = open_study(config, data)
+        assert existing
+        assert len(resumed.trials) == 3
+    again = resumed.trials[2]
+    assert again.state == TrialState.WAITING
+    assert again.system_attrs["fixed_params"] == seed_design.system_attrs["fixed_params"]
+    assert again.user_attrs == {"role": SEED_BASELINE_ROLE, "queued_again_from": 0}
 
 
 def test_warm_start_enqueues_the_top_trials_of_an_earlier_study(tmp_path, tiny_synthetic, data):
