@@ -53,13 +53,18 @@ def interrupt_status(interrupt: KeyboardInterrupt) -> int:
 
 # Every stop ``stop_signals_as_interrupts`` raised in this process, oldest first.
 _STOPS: list[KeyboardInterrupt] = []
-# Those of them that a finalizer swallowed, not raised again yet (``raise_pending_stop``).
+# Those of them not raised yet, or that a finalizer swallowed (``raise_pending_stop``).
 _LOST: list[KeyboardInterrupt] = []
+# How many ``stops_at_safe_points`` blocks are open: inside one, a stop waits.
+_DEFERRING = [0]
 
 
 def _raise_stop(signum: int, frame) -> None:
     stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
     _STOPS.append(stop)
+    if _DEFERRING[0]:
+        _LOST.append(stop)
+        return
     raise stop
 
 
@@ -96,9 +101,30 @@ def stop_signals_as_interrupts() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+@contextmanager
+def stops_at_safe_points() -> Iterator[None]:
+    """Inside this block a stop signal is kept, not raised where it lands: the block's work
+    raises it with ``raise_pending_stop`` at its own safe points (a fit's or a prediction's
+    batch ends), and the block's end raises it at the latest.
+
+    Raised at any bytecode, a stop can land while TensorFlow traces a function or builds a
+    dataset, leaving its graph state half made: every later fit or prediction in the process
+    fails ("only supports Python-style iteration in eager mode"), and once it aborted the
+    interpreter ("Fatal Python error: Aborted" in ``add_c_function``) and hung. A batch end
+    is at most one batch later."""
+    _DEFERRING[0] += 1
+    try:
+        yield
+    finally:
+        _DEFERRING[0] -= 1
+        if not _DEFERRING[0]:
+            raise_pending_stop()
+
+
 def raise_pending_stop() -> None:
-    """Raise the stop a finalizer swallowed (see ``stop_signals_as_interrupts``), if any: long
-    work (every batch of a fit or a prediction) calls this so that such a stop still stops it."""
+    """Raise the stop that waits (``stops_at_safe_points``) or that a finalizer swallowed (see
+    ``stop_signals_as_interrupts``), if any: long work (every batch of a fit or a prediction)
+    calls this so that such a stop still stops it."""
     if _LOST:
         stop = _LOST.pop()
         _LOST.clear()

@@ -1,5 +1,6 @@
-"""How a fit or a prediction stops on Ctrl-C or SIGTERM: at once, its batch iterator freed, and
-as the stop it was, whatever form the stop took on its way out of TensorFlow."""
+"""How a fit or a prediction stops on Ctrl-C or SIGTERM: at its next batch end (never while
+TensorFlow traces), its batch iterator freed, and as the stop it was, whatever form the stop
+took on its way out of TensorFlow."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 
 import keras
 
-from pcam.errors import raise_pending_stop, stop_since, stops_so_far
+from pcam.errors import raise_pending_stop, stop_since, stops_at_safe_points, stops_so_far
 
 
 @contextmanager
@@ -32,7 +33,8 @@ def release_on_interrupt() -> Iterator[None]:
     """
     stops = stops_so_far()
     try:
-        yield
+        with stops_at_safe_points():  # raised at a batch end (PendingStop), not mid-trace
+            yield
     except (KeyboardInterrupt, Exception) as error:
         interrupt = _interrupt_behind(error) or stop_since(stops)
         if interrupt is None:
@@ -55,11 +57,18 @@ def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
 
 
 class PendingStop(keras.callbacks.Callback):
-    """Raises, at the end of the next batch, a stop that a finalizer swallowed
-    (``pcam.errors.raise_pending_stop``), so that a fit or prediction still stops on it."""
+    """Raises, at the end of the next batch, a stop that waits for a safe point or that a
+    finalizer swallowed (``pcam.errors.raise_pending_stop``): where a fit or prediction
+    stops."""
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         raise_pending_stop()
 
+    def on_test_batch_end(self, batch: int, logs=None) -> None:
+        raise_pending_stop()
+
     def on_predict_batch_end(self, batch: int, logs=None) -> None:
+        raise_pending_stop()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
         raise_pending_stop()

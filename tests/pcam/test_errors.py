@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from pcam.errors import Terminated, raise_pending_stop, run_cli, stop_signals_as_interrupts
+from pcam.errors import (
+    Terminated,
+    raise_pending_stop,
+    run_cli,
+    stop_signals_as_interrupts,
+    stops_at_safe_points,
+)
 from tests.helpers import StopsWhileFinalized
 
 
@@ -67,3 +73,24 @@ def test_a_stop_that_lands_in_a_finalizer_is_kept_for_the_work_to_raise_and_not_
         sys.unraisablehook = before
     # the stop is not reported as an error a finalizer ignored; a finalizer's own error still is
     assert [type(u.exc_value) for u in unraisable] == [ValueError]
+
+
+def test_a_stop_inside_a_safe_point_block_waits_for_a_safe_point_or_the_block_s_end():
+    """Where a stop lands, TensorFlow may be tracing: inside the block it is kept, raised by
+    ``raise_pending_stop`` (a batch end) or, at the latest, when the outermost block ends."""
+    went_on = []
+    with stop_signals_as_interrupts():
+        with pytest.raises(Terminated), stops_at_safe_points():
+            signal.raise_signal(signal.SIGTERM)
+            went_on.append("past the stop")
+            raise_pending_stop()
+            went_on.append("past the safe point")
+        assert went_on == ["past the stop"]
+        with pytest.raises(Terminated), stops_at_safe_points():
+            with stops_at_safe_points():
+                signal.raise_signal(signal.SIGTERM)
+            went_on.append("past the inner block")
+        assert went_on[1:] == ["past the inner block"]
+        with pytest.raises(Terminated):  # outside any block: where it lands, as before
+            signal.raise_signal(signal.SIGTERM)
+        raise_pending_stop()  # nothing left waiting
