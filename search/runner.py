@@ -18,8 +18,9 @@ from pcam.runtime import resolve
 from search.config import GENERATION_ENV, STARTED_ENV, SearchConfig
 from search.console import describe_trial, progress_bar
 from search.dashboard import name_metric, upload_outputs, write_note
+from search.pruning import first_judged_epoch
 from search.storage import STORAGE_ERRORS
-from search.study import finished_trials, open_study
+from search.study import FINISHED, finished_trials, open_study
 from search.summary import SearchOutcome, is_surplus, record_budget
 
 if TYPE_CHECKING:
@@ -179,6 +180,10 @@ def _optimize(
                     return False
                 if config.recycle_after and ran >= config.recycle_after:
                     return True
+                if config.budget is not None and _too_little_left(
+                    study, config, left=started + config.budget - time.monotonic()
+                ):
+                    return False
                 remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
                 objective.last_trial = None  # set when this call's trial starts
                 study.optimize(
@@ -302,6 +307,31 @@ def _told_elsewhere(error: BaseException, study: optuna.Study, number: int | Non
     except STORAGE_ERRORS:
         return False
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _too_little_left(study: optuna.Study, config: SearchConfig, *, left: float) -> bool:
+    """Whether the budget's ``left`` seconds are fewer than the quickest finished trial took to
+    reach the first epoch a pruner may judge: a trial started now would be stopped at its first
+    batches (``Objective._time_cap``) and only add a row to the study. Says so once."""
+    first = first_judged_epoch(config.max_epochs)
+    quickest = min(
+        (
+            attrs.get("build_seconds", 0.0)
+            + attrs["first_epoch_seconds"]
+            + (first - 1) * attrs["seconds_per_epoch"]
+            for attrs in (t.user_attrs for t in study.get_trials(deepcopy=False, states=FINISHED))
+            if attrs.get("epochs_run", 0) >= first and "seconds_per_epoch" in attrs
+        ),
+        default=None,
+    )
+    if quickest is None or left >= quickest:
+        return False
+    logger.info(
+        f"worker {config.worker_index}: {max(left, 0.0):.0f} s of the budget left, less than "
+        f"the quickest trial so far took to reach epoch {first} ({quickest:.0f} s), the first "
+        "a pruner may judge: no more trials start"
+    )
+    return True
 
 
 def _wait_for_slot(study: optuna.Study, config: SearchConfig, deadline: float | None) -> bool:

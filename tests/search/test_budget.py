@@ -195,6 +195,29 @@ def test_a_trial_that_cannot_reach_its_first_judged_epoch_in_the_budget_stops_at
     assert seed.state == TrialState.COMPLETE and seed.user_attrs["budget_cut"]
 
 
+def test_no_trial_starts_once_less_is_left_than_the_quickest_took_to_a_judged_epoch(
+    tmp_path, tiny_synthetic, data, caplog
+):
+    """A budget that ends before any trial could reach an epoch a pruner judges starts nothing
+    more (each would be stopped at its first batches, a row of noise: nine in the last minute
+    of a real 2-hour search); without such a measurement yet, the seed design runs."""
+    config = _config(tmp_path, tiny_synthetic, trials=3, budget=60.0, max_trial_minutes=60)
+    study, _ = open_study(config, data)  # the seed design waits
+    first = first_judged_epoch(config.max_epochs)
+    timed = {"epochs_run": first, "build_seconds": 1.0, "first_epoch_seconds": 100.0}
+    study.add_trial(  # measured on an earlier run: over 100 s to its first judged epoch
+        optuna.trial.create_trial(value=0.9, user_attrs=timed | {"seconds_per_epoch": 30.0})
+    )
+    with caplog.at_level("INFO", logger="search.runner"):
+        outcome = run_search(config)
+    assert [t.state for t in outcome.study.trials] == [TrialState.WAITING, TrialState.COMPLETE]
+    assert "less than the quickest trial so far took to reach epoch" in caplog.text
+    # a quicker trial's record (2 s) lets the seed design start, and run
+    quick = {"first_epoch_seconds": 1.0, "seconds_per_epoch": 1.0}
+    outcome.study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs=timed | quick))
+    assert run_search(config).study.trials[0].state == TrialState.COMPLETE
+
+
 def test_the_cap_defaults_to_half_the_budget(tmp_path, tiny_synthetic):
     assert _config(tmp_path, tiny_synthetic, budget=3600.0).trial_cap_seconds == 1800
     capped = _config(tmp_path, tiny_synthetic, budget=3600.0, max_trial_minutes=5)
