@@ -10,8 +10,9 @@
 # the database stays on the machine). On a machine without the database, draw other trials
 # under another name and sampler stream, on the same validation split (--seed would change
 # it): bench/record_curves.sh --worker-index 1 --no-priors --study curves-4ca3ebab2526-w1, and
-# export that study with --add (a later machine: --worker-index 2, -w2, and so on). Trials queued in the study run first: bench/record_local.py
-# queues perturbations of the best prior there (draws near what works).
+# export that study with --add (a later machine: --worker-index 2, -w2, and so on). Trials
+# queued in the study run first: bench/record_local.py queues perturbations of the best prior
+# there (draws near what works).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/results/curves
