@@ -158,10 +158,10 @@ def open_study(config: SearchConfig, data: TrainingData) -> tuple[optuna.Study, 
     return study, existing
 
 
-def queue_interrupted_again(study: optuna.Study) -> list[int]:
+def queue_interrupted_again(study: optuna.Study) -> None:
     """Queue again every enqueued trial (the seed design, a prior, a warm start) that a stop
     signal ended, with its values and starting attributes plus ``queued_again_from``, so that
-    the resumed search still runs it; returns their numbers. A sampler's draw is not queued:
+    the resumed search still runs it, with a line each. A sampler's draw is not queued:
     the sampler draws anew. Done here, when a search resumes, not in the stopping process,
     where a second signal could land in the middle of the write."""
     from search.record import INTERRUPTED, RUN_ATTRS  # imports Keras: not for every --help
@@ -171,7 +171,6 @@ def queue_interrupted_again(study: optuna.Study) -> list[int]:
     copied = {t.user_attrs.get("queued_again_from") for t in trials} | {
         t.system_attrs.get("failed_trial") for t in trials
     }
-    queued = []
     for trial in trials:
         values = trial.system_attrs.get("fixed_params")
         reason = str(trial.user_attrs.get("fail_reason", ""))
@@ -184,10 +183,8 @@ def queue_interrupted_again(study: optuna.Study) -> list[int]:
             continue
         attrs = {k: v for k, v in trial.user_attrs.items() if k not in RUN_ATTRS}
         study.enqueue_trial(values, user_attrs=attrs | {"queued_again_from": trial.number})
-        queued.append(trial.number)
         what = trial.user_attrs.get("prior") or trial.user_attrs.get("role", "queued trial")
         logger.info(f"trial {trial.number} ({what}), {reason}, is queued to run again")
-    return queued
 
 
 def _made_here(
