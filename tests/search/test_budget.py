@@ -231,7 +231,10 @@ def test_no_pruner_judges_a_trial_before_a_quarter_of_the_budget(name):
     still trails after a quarter of the budget can be."""
     max_epochs = 12
     assert first_judged_epoch(max_epochs) == 3
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, max_epochs))
+    # named: Hyperband puts trials in brackets by a hash of the study name, random otherwise
+    study = optuna.create_study(
+        study_name="judged", direction="maximize", pruner=make_pruner(name, max_epochs)
+    )
     for _ in range(6):
         trial = study.ask()
         for epoch in range(max_epochs):
