@@ -125,6 +125,26 @@ def _wait_for_running_trial(
     raise AssertionError(f"no trial started in {timeout:g} s: {err[-3000:]}")
 
 
+def _kill_mid_trial(search: subprocess.Popen, storage: str, study: str) -> optuna.trial.FrozenTrial:
+    """SIGKILL the worker of a running trial while that trial still runs: the worker is frozen
+    first and its trial read again, since a one-epoch trial can end between the read and the
+    kill (then the worker goes on and another trial is chosen)."""
+    for _ in range(20):
+        victim = _wait_for_running_trial(search, storage, study)
+        pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGSTOP)
+        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+            time.sleep(0.01)
+        if (
+            optuna.load_study(study_name=study, storage=storage).trials[victim.number].state
+            == TrialState.RUNNING
+        ):
+            os.kill(pid, signal.SIGKILL)
+            return victim
+        os.kill(pid, signal.SIGCONT)
+    raise AssertionError("every running trial had ended before its worker could be frozen")
+
+
 @pytest.mark.slow
 def test_two_workers_on_the_local_default_finish_exactly_and_retry_a_killed_trial(
     tmp_path, tiny_synthetic
@@ -136,8 +156,7 @@ def test_two_workers_on_the_local_default_finish_exactly_and_retry_a_killed_tria
     search = _search(
         tiny_synthetic, storage, "w", "--trials", "4", "--workers", "2", "--max-params", "1000000"
     )
-    victim = _wait_for_running_trial(search, storage, "w")
-    os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    victim = _kill_mid_trial(search, storage, "w")
     _, err = search.communicate(timeout=400)
     assert search.returncode == 0, err[-3000:]
     assert "database is locked" not in err
