@@ -9,6 +9,7 @@ import logging
 import random
 import sqlite3
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +80,17 @@ def make_storage(url: str, *, heartbeat: int) -> optuna.storages.RDBStorage:
     def open_storage() -> SteadyStorage:
         if sqlite:
             _enable_wal(url)
-        return SteadyStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat,
-            grace_period=2 * heartbeat,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=3, inherit_intermediate_values=False
-            ),
-        )
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return SteadyStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3, inherit_intermediate_values=False
+                ),
+            )
 
     for attempt in range(1, OPENING_TRIES):
         began = time.monotonic()
