@@ -163,7 +163,7 @@ def exported_path_check(models: list[Any], val_data: Subset, expected: np.ndarra
     from pcam.tta import predict_tta
     from search.submission import combine
 
-    model = combine(models, list(range(len(models))))
+    model = combine(models, [{"trial": number} for number in range(len(models))])
     probabilities = predict_tta(model, val_data, mode="d8")
     return float(np.max(np.abs(probabilities - expected)))
 

@@ -11,11 +11,13 @@ by hand. Each member is rebuilt from its recorded values through the same
 the learning-rate schedule its trial ran — planned for the study's epoch budget, over as many
 steps as the larger set takes — and stopped at the epoch where its validation AUC peaked. No
 held-out data is left to pick weights by, so stopping where the trial peaked is the one choice
-that reproduces what was measured. The model is exported to ``<out>/best/model.keras`` with
-``model.json`` beside it, and the exported file predicts the test split with test-time
-augmentation into ``<out>/submission.csv``. Both are written aside and moved into place only
-when complete: a failed run leaves the previous pair untouched and keeps the members it
-finished retraining (``search.refits``) for the same command run again.
+that reproduces what was measured. ``--draws N`` retrains each member N times, with seeds
+``DRAW_SEED_STEP`` apart, and averages them all: one design's training draws differ by about
+0.01 AUC here, and their mean varies less than any one of them. The model is exported to
+``<out>/best/model.keras`` with ``model.json`` beside it, and the exported file predicts the
+test split with test-time augmentation into ``<out>/submission.csv``. Both are written aside
+and moved into place only when complete: a failed run leaves the previous pair untouched and
+keeps the members it finished retraining (``search.refits``) for the same command run again.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ FIT_ON = ("train+val", "train")
 METADATA_FORMAT = 1
 SUBMISSION_FILE = "submission.csv"
 STUDY_RECORD = ("config", "study_defining", "data_source", "data_fingerprint")
+DRAW_SEED_STEP = 10_000  # draw k of a member trains with its seed + k × this: no seed repeats
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class SubmitConfig:
     fit_on: str = "train+val"
     all_data: bool = False
     seed: int | None = None  # None: each member's own seed from the search
+    draws: int = 1  # trainings of each member, averaged
     out: str | None = None
     progress: bool = True
 
@@ -91,6 +95,7 @@ class SubmitConfig:
                 self.ensemble is None or self.ensemble >= 1,
                 f"--ensemble {self.ensemble}: must be at least 1",
             ),
+            (self.draws >= 1, f"--draws {self.draws}: must be at least 1"),
             (
                 self.trial is None or self.ensemble in (None, 1),
                 f"--trial {self.trial} and --ensemble {self.ensemble} conflict: an ensemble "
@@ -235,7 +240,14 @@ def retrain(
     return result.model, record
 
 
-def combine(models: list[keras.Model], trial_numbers: list[int]) -> keras.Model:
+def member_name(record: dict[str, Any]) -> str:
+    """The layer of the exported ensemble that holds this member: ``trial_3``, and
+    ``trial_3_draw_1`` for its second draw (``--draws``)."""
+    draw = record.get("draw", 0)
+    return f"trial_{record['trial']}" + (f"_draw_{draw}" if draw else "")
+
+
+def combine(models: list[keras.Model], records: list[dict[str, Any]]) -> keras.Model:
     """One model, or one that averages the members' probabilities (a single exportable file)."""
     if len(models) == 1:
         return models[0]
@@ -243,10 +255,10 @@ def combine(models: list[keras.Model], trial_numbers: list[int]) -> keras.Model:
 
     inputs = keras.Input(shape=PATCH_SHAPE, name="patch")
     outputs = []
-    for model, number in zip(models, trial_numbers, strict=True):
+    for model, record in zip(models, records, strict=True):
         member = keras.models.clone_model(model)  # uncompiled: no optimizer state to export
         member.set_weights(model.get_weights())
-        member.name = f"trial_{number}"
+        member.name = member_name(record)
         outputs.append(member(inputs))
     mean = keras.layers.Average(name="ensemble_mean", dtype="float32")(outputs)
     return keras.Model(inputs, mean, name=f"pcam_ensemble_{len(models)}")
@@ -315,7 +327,9 @@ def submit(config: SubmitConfig) -> SubmitOutcome:
     submission = out / SUBMISSION_FILE
     staged_csv: Path | None = None
     try:
-        model, records = _train_members(plan, out, seed=config.seed, progress=config.progress)
+        model, records = _train_members(
+            plan, out, seed=config.seed, draws=config.draws, progress=config.progress
+        )
         metadata = _metadata(plan, records, config)
         if plan.trained_on == "train":
             from pcam.tta import predict_tta
@@ -367,23 +381,29 @@ def _plan(config: SubmitConfig) -> _Plan:
     logger.info(
         f"members: {', '.join(f'trial {t.number} ({t.value:.4f})' for t in chosen)}"
         + (" — the best and its statistical ties" if config.ensemble is None else "")
+        + (f"; {config.draws} training draws of each, averaged" if config.draws > 1 else "")
     )
     return _Plan(study, chosen, data, test_split, fit_data, trained_on)
 
 
 def _train_members(
-    plan: _Plan, out: Path, *, seed: int | None, progress: bool
+    plan: _Plan, out: Path, *, seed: int | None, draws: int, progress: bool
 ) -> tuple[keras.Model, list[dict[str, Any]]]:
-    """Each chosen trial retrained on the fit data, and the model that averages them: with
-    the seed it trained with in the search, or ``seed`` plus its place among the chosen. A
-    member an earlier run left in ``out`` (``search.refits``) is taken, not trained again."""
+    """Each chosen trial retrained on the fit data ``draws`` times, and the model that averages
+    them: with the seed it trained with in the search, or ``seed`` plus its place among the
+    chosen, and ``DRAW_SEED_STEP`` more for each further draw. A member an earlier run left in
+    ``out`` (``search.refits``) is taken, not trained again."""
     settings = plan.study.user_attrs["config"]
     max_epochs = plan.study.user_attrs["study_defining"]["max_epochs"]
     runtime = resolve()
     logger.info(runtime.describe())
     models, records = [], []
-    for place, trial in enumerate(plan.chosen):
-        member_seed = training_seed(trial, settings) if seed is None else seed + place
+    members = [
+        (trial, place, draw) for place, trial in enumerate(plan.chosen) for draw in range(draws)
+    ]
+    for trial, place, draw in members:
+        own = training_seed(trial, settings) if seed is None else seed + place
+        member_seed = own + DRAW_SEED_STEP * draw
         key = refit_key(
             plan.study.study_name,
             trial,
@@ -406,8 +426,8 @@ def _train_members(
             )
             keep_refit(out, key, model, record)
         models.append(model)
-        records.append(record)
-    return combine(models, [record["trial"] for record in records]), records
+        records.append({**record, "draw": draw})
+    return combine(models, records), records
 
 
 def _metadata(plan: _Plan, records: list[dict[str, Any]], config: SubmitConfig) -> dict[str, Any]:

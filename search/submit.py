@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: n
 
 import argparse
 import shlex
+from collections import Counter
 from dataclasses import replace
 
 from pcam.augment import TTA_MODES
@@ -76,6 +77,12 @@ OPTIONS: tuple[Option, ...] = (
         metavar="N",
     ),
     Option(
+        "draws", "int", 1, "",
+        "retrain each member N times, with other seeds, and average them all: less of one "
+        "training draw's luck, for N times the retraining (default {default})",
+        metavar="N",
+    ),
+    Option(
         "out", "str | None", None, "", "output folder (default: studies/<study>)",
         metavar="DIR",
     ),
@@ -105,7 +112,13 @@ def parse_args(argv: list[str] | None = None) -> SubmitConfig:
 
 def summary(outcome: SubmitOutcome) -> str:
     meta = outcome.metadata
-    members = ", ".join(f"trial {m['trial']} ({m['val_auc']:.4f})" for m in meta["members"])
+    draws = Counter(m["trial"] for m in meta["members"])
+    members = ", ".join(
+        f"trial {m['trial']} ({m['val_auc']:.4f})"
+        + (f" ×{draws[m['trial']]} draws" if draws[m["trial"]] > 1 else "")
+        for m in meta["members"]
+        if not m.get("draw")
+    )
     return "\n".join(
         [
             f"model:      {outcome.model_dir / MODEL_FILE} — {members}, retrained on "
@@ -121,7 +134,7 @@ def summary(outcome: SubmitOutcome) -> str:
 def kaggle_command(outcome: SubmitOutcome) -> str:
     """The Kaggle CLI line that submits ``submission.csv``, its message naming what it is."""
     meta = outcome.metadata
-    members = "+".join(str(m["trial"]) for m in meta["members"])
+    members = "+".join(str(m["trial"]) for m in meta["members"] if not m.get("draw"))
     message = (
         f"pcam-search study {meta['study']} trial {members} "
         f"(val AUC {meta['val_auc']:.4f}), tta {meta['tta']}"

@@ -51,7 +51,7 @@ def test_every_member_of_an_ensemble_is_adapted():
 
     params = dataclasses.replace(SEED_BASELINE, batch_norm=True, filters=(4,), blocks=1, crop=32)
     keras.utils.set_random_seed(0)
-    ensemble = combine([build(params), build(params)], [3, 7])
+    ensemble = combine([build(params), build(params)], [{"trial": 3}, {"trial": 7}])
     images = np.random.default_rng(1).integers(150, 256, size=(64, 96, 96, 3), dtype=np.uint8)
     assert adapt_batch_norm(ensemble, images) == 2
     for member in (ensemble.get_layer("trial_3"), ensemble.get_layer("trial_7")):

@@ -278,6 +278,35 @@ def test_ensemble_averages_the_top_two_trials(tiny_study, tmp_path):
 
 
 @pytest.mark.slow
+def test_draws_retrain_the_best_trial_with_other_seeds_and_average_them(tiny_study, tmp_path):
+    """--draws 2: the best trial trained twice, with its own seed and DRAW_SEED_STEP more,
+    each kept as a layer of its own, the two different and the model their mean; the summary
+    and the Kaggle message name the trial once."""
+    from search.submission import DRAW_SEED_STEP
+    from search.submit import kaggle_command
+    from search.submit import summary as submit_summary
+
+    outcome = submit(tiny_study.config(tmp_path / "out", ensemble=1, tta="none", draws=2))
+    best = tiny_study.study().best_trial
+    members = outcome.metadata["members"]
+    own = best.user_attrs["training_seed"]
+    assert [(m["trial"], m["seed"], m["draw"]) for m in members] == [
+        (best.number, own, 0),
+        (best.number, own + DRAW_SEED_STEP, 1),
+    ]
+    assert outcome.metadata["ensemble"] == 2
+
+    model, _ = load_exported(outcome.model_dir)
+    images = random_subset(4).images
+    layers = [f"trial_{best.number}", f"trial_{best.number}_draw_1"]
+    each = [model.get_layer(name).predict(images, verbose=0) for name in layers]
+    assert not np.allclose(each[0], each[1]), "another seed is another draw"
+    np.testing.assert_allclose(model.predict(images, verbose=0), np.mean(each, axis=0), rtol=1e-6)
+    assert f"trial {best.number} ({best.value:.4f}) ×2 draws, retrained" in submit_summary(outcome)
+    assert f"trial {best.number} (val AUC" in kaggle_command(outcome)
+
+
+@pytest.mark.slow
 def test_a_stopped_submit_takes_up_the_members_it_had_retrained(tiny_study, tmp_path, monkeypatch):
     """Ctrl-C while the second member trains: the first is kept whole, no submission is
     written; the same command run again trains only the second, its ensemble holds the kept
