@@ -49,7 +49,7 @@ ADAPT_BATCH = 256
 def adapt_batch_norm(model, images: np.ndarray) -> int:
     """Set each batch-norm layer's moving statistics to those of its inputs over ``images``,
     in the order the layers compute (each sees the layers before it adapted); the count. The
-    members of an ensemble (``search.submission.combine``: models the input feeds directly)
+    members of an ensemble (``search.exported.combine``: models the input feeds directly)
     are adapted one after the other."""
     import keras
 

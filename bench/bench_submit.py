@@ -9,7 +9,7 @@ weights), and scores the held-out rows six ways, the way ``search.submit`` predi
 
 - one model, no TTA; one model, 4 flips; one model, the 8 symmetries (``pcam.tta``): mean ±
   standard deviation (and range) over the K models;
-- the ensemble of the K models (mean probability, as ``search.submission.combine`` averages)
+- the ensemble of the K models (mean probability, as ``search.exported.combine`` averages)
   without TTA, with flips and with the 8 symmetries.
 
 Each gain over "one model, no TTA" comes with a paired bootstrap interval over the validation
@@ -161,7 +161,7 @@ def bootstrap_gains(
 def exported_path_check(models: list[Any], val_data: Subset, expected: np.ndarray) -> float:
     """Largest gap between the exported path (combine + predict_tta d8) and the arithmetic."""
     from pcam.tta import predict_tta
-    from search.submission import combine
+    from search.exported import combine
 
     model = combine(models, [{"trial": number} for number in range(len(models))])
     probabilities = predict_tta(model, val_data, mode="d8")

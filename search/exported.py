@@ -17,6 +17,7 @@ import pandas as pd
 from pcam.cache import CachedSplit
 from pcam.data import Subset
 from pcam.errors import DataError, preview
+from pcam.images import PATCH_SHAPE
 from pcam.layouts import read_id_label_csv
 
 if TYPE_CHECKING:  # Keras loads when a model does: --help answers without it
@@ -128,3 +129,27 @@ def export(model: keras.Model, metadata: dict[str, Any], folder: Path) -> Path:
     model.save(folder / MODEL_FILE)
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=1) + "\n")
     return folder
+
+
+def member_name(record: dict[str, Any]) -> str:
+    """The layer of the exported ensemble that holds this member: ``trial_3``, and
+    ``trial_3_draw_1`` for its second draw (``--draws``)."""
+    draw = record.get("draw", 0)
+    return f"trial_{record['trial']}" + (f"_draw_{draw}" if draw else "")
+
+
+def combine(models: list[keras.Model], records: list[dict[str, Any]]) -> keras.Model:
+    """One model, or one that averages the members' probabilities (a single exportable file)."""
+    if len(models) == 1:
+        return models[0]
+    import keras
+
+    inputs = keras.Input(shape=PATCH_SHAPE, name="patch")
+    outputs = []
+    for model, record in zip(models, records, strict=True):
+        member = keras.models.clone_model(model)  # uncompiled: no optimizer state to export
+        member.set_weights(model.get_weights())
+        member.name = member_name(record)
+        outputs.append(member(inputs))
+    mean = keras.layers.Average(name="ensemble_mean", dtype="float32")(outputs)
+    return keras.Model(inputs, mean, name=f"pcam_ensemble_{len(models)}")

@@ -39,7 +39,6 @@ from pcam.augment import TTA_MODES
 from pcam.cache import CachedSplit
 from pcam.data import Subset, TrainingData, load_split, load_training_data
 from pcam.errors import DISK_FULL, ConfigError, DataError, StorageError
-from pcam.images import PATCH_SHAPE
 from pcam.metrics import roc_auc
 from pcam.publish import replace_folder
 from pcam.runtime import Runtime, resolve
@@ -48,6 +47,7 @@ from search.dashboard import upload_outputs
 from search.exported import (
     METADATA_FILE,
     MODEL_FILE,
+    combine,
     export,
     load_exported,
     stage_predictions,
@@ -238,30 +238,6 @@ def retrain(
         "train_seconds": round(result.train_seconds, 2),
     }
     return result.model, record
-
-
-def member_name(record: dict[str, Any]) -> str:
-    """The layer of the exported ensemble that holds this member: ``trial_3``, and
-    ``trial_3_draw_1`` for its second draw (``--draws``)."""
-    draw = record.get("draw", 0)
-    return f"trial_{record['trial']}" + (f"_draw_{draw}" if draw else "")
-
-
-def combine(models: list[keras.Model], records: list[dict[str, Any]]) -> keras.Model:
-    """One model, or one that averages the members' probabilities (a single exportable file)."""
-    if len(models) == 1:
-        return models[0]
-    import keras
-
-    inputs = keras.Input(shape=PATCH_SHAPE, name="patch")
-    outputs = []
-    for model, record in zip(models, records, strict=True):
-        member = keras.models.clone_model(model)  # uncompiled: no optimizer state to export
-        member.set_weights(model.get_weights())
-        member.name = member_name(record)
-        outputs.append(member(inputs))
-    mean = keras.layers.Average(name="ensemble_mean", dtype="float32")(outputs)
-    return keras.Model(inputs, mean, name=f"pcam_ensemble_{len(models)}")
 
 
 def export_record(

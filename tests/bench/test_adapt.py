@@ -47,7 +47,7 @@ def test_every_member_of_an_ensemble_is_adapted():
     import keras
 
     from pcam.model import SEED_BASELINE, build
-    from search.submission import combine
+    from search.exported import combine
 
     params = dataclasses.replace(SEED_BASELINE, batch_norm=True, filters=(4,), blocks=1, crop=32)
     keras.utils.set_random_seed(0)
