@@ -32,7 +32,10 @@ changed (``--arm recipe --change hed_jitter=0.1``), saved apart (``recipe-hed_ji
 how a training change moves the unseen-slide figure, against the plain recipe of the same
 split. ``--train-seed N`` trains one of them again with another seed for the weights, dropout
 and augmentation (same split), saved apart (``recipe-train_seed-1``): how far one training
-draw lies from the next, which the intervals over patches do not show.
+draw lies from the next, which the intervals over patches do not show. ``--train-seed 0,1,2``
+trains each seed so (a saved result is taken as it is) and scores their average, each patch's
+probability the mean of the seeds' (``recipe-train_seeds-0+1+2``): what ``search.submit
+--draws 3`` does to a design, measured on the design alone.
 
 Each arm saves its result to ``bench/results/quality/<arm>[-<budget>].json`` with the split's
 id and the commit, so arms can run one at a time (``--arm seed``, ``--arm recipe``,
@@ -136,11 +139,18 @@ def lock_split(sample: Path, folder: Path, *, seed: int, test_size: int) -> dict
     }
 
 
-def test_scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+def test_scores(
+    labels: np.ndarray, probabilities: np.ndarray, *, keep: bool = False
+) -> dict[str, Any]:
+    """AUC and its interval; ``keep``: every label and probability too (to average arms)."""
     from pcam.metrics import bootstrap_auc_interval, roc_auc
 
     low, high = bootstrap_auc_interval(labels, probabilities)
-    return {"auc": roc_auc(labels, probabilities), "low": low, "high": high}
+    scores = {"auc": roc_auc(labels, probabilities), "low": low, "high": high}
+    if keep:
+        scores["labels"] = np.asarray(labels).astype(int).tolist()
+        scores["probabilities"] = [round(float(p), 6) for p in probabilities]
+    return scores
 
 
 def unseen_scores(model, unseen: Path, *, tta: str) -> dict[str, Any]:
@@ -217,11 +227,50 @@ def train_once(
         "val_auc": result.best_val_auc,
         "val_auc_curve": result.val_auc,
         "best_epoch": result.best_epoch,
-        "test": test_scores(labels, plain),
-        "test_tta_d8": test_scores(labels, d8),
+        "test": test_scores(labels, plain, keep=True),
+        "test_tta_d8": test_scores(labels, d8, keep=True),
         "unseen": unseen_d8,
         "wall_seconds": round(wall, 1),
         "busy_elsewhere_cores": round(window.other_cores, 2),
+    }
+
+
+def averaged_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One design's training seeds as one model: each patch's probability the mean of theirs,
+    as ``search.submit --draws`` averages its draws, scored as an arm is. The locked test is
+    scored where every seed kept its probabilities (results saved before they were kept did
+    not); no validation AUC, which an average of the seeds' own would not be."""
+    first = results[0]
+    scores: dict[str, Any] = {}
+    for key in ("test", "test_tta_d8", "unseen"):
+        kept = [r[key] for r in results if "probabilities" in r[key]]
+        if len(kept) < len(results):
+            continue
+        if len({json.dumps(k["labels"]) for k in kept}) != 1:
+            raise SystemExit(f"the training seeds' {key} patches differ: not one split's arms")
+        labels = np.asarray(kept[0]["labels"])
+        mean = np.mean([k["probabilities"] for k in kept], axis=0)
+        scores[key] = test_scores(labels, mean, keep=True)
+    if "unseen" not in scores:
+        raise SystemExit("the training seeds kept no unseen-slide probabilities to average")
+    scores["unseen"] = {
+        **{k: first["unseen"][k] for k in ("path", "tta", "patches", "positives", "ids_sha256")},
+        **scores["unseen"],
+        "mean_probability": float(np.mean(scores["unseen"]["probabilities"])),
+    }
+    return {
+        "arm": first["arm"],
+        "changes": first["changes"],
+        "train_seed": [r["train_seed"] for r in results],
+        "params": first["params"],
+        "weights": first["weights"],
+        "val_auc": None,
+        "best_epoch": [r["best_epoch"] for r in results],
+        "test": scores.get("test"),
+        "test_tta_d8": scores.get("test_tta_d8"),
+        "unseen": scores["unseen"],
+        "wall_seconds": sum(r["wall_seconds"] for r in results),
+        "busy_elsewhere_cores": max(r["busy_elsewhere_cores"] for r in results),
     }
 
 
@@ -334,18 +383,20 @@ def result_path(
     *,
     submit_args: list[str] | None = None,
     changes: list[str] | None = None,
-    train_seed: int = 0,
+    train_seed: int | list[int] = 0,
 ) -> Path:
     """``seed.json``, ``search-2h.json`` (``search-2h-max-epochs-20.json`` for a search given
     more arguments), ``search-2h-ensemble-1.json`` for a reused search,
     ``recipe-hed_jitter-0.1.json`` for a changed recipe, ``recipe-train_seed-1.json`` for
-    another training seed."""
+    another training seed, ``recipe-train_seeds-0+1+2.json`` for three averaged."""
     name = f"{arm}-{budget}" if budget else arm
     if submit_args is not None:
         name += f"-{slug(submit_args)}"
     if changes:
         name += f"-{slug(changes)}"
-    if train_seed:
+    if isinstance(train_seed, list):
+        name += "-train_seeds-" + "+".join(map(str, train_seed))
+    elif train_seed:
         name += f"-train_seed-{train_seed}"
     return QUALITY / f"{name}.json"
 
@@ -382,7 +433,9 @@ def saved_search(split_id: str, name: str) -> dict[str, Any]:
     return record
 
 
-def interval(scores: dict[str, Any]) -> str:
+def interval(scores: dict[str, Any] | None) -> str:
+    if scores is None:
+        return "–"
     return f"{scores['auc']:.4f} ({scores['low']:.3f}–{scores['high']:.3f})"
 
 
@@ -451,10 +504,18 @@ def table(split_id: str, *, baseline: str = "recipe") -> str:
             changed = {k: v for k, v in (result.get("changes") or {}).items() if k != "epochs"}
             if changed:
                 name += ", " + ", ".join(f"{k}={v}" for k, v in changed.items())
-            if result.get("train_seed"):
-                name += f", training seed {result['train_seed']}"
+            seeds = result.get("train_seed")
+            if isinstance(seeds, list):
+                name += f", training seeds {', '.join(map(str, seeds))} averaged"
+            elif seeds:
+                name += f", training seed {seeds}"
             tta = interval(result["test_tta_d8"])
-            detail = f"best epoch {result['best_epoch']}"
+            epochs = result["best_epoch"]
+            detail = (
+                f"best epochs {', '.join(map(str, epochs))}"
+                if isinstance(epochs, list)
+                else f"best epoch {epochs}"
+            )
         unseen = result.get("unseen")
         validation = best_validation(result)
         rows.append(
@@ -490,6 +551,42 @@ def table(split_id: str, *, baseline: str = "recipe") -> str:
     )
 
 
+def train_seeds(text: str) -> int | list[int]:
+    """``--train-seed``: ``1``, or ``0,1,2`` (several, averaged)."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed, or seeds joined by commas") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed repeats")
+    return seeds if len(seeds) > 1 else seeds[0]
+
+
+def seeds_arm(
+    split: dict[str, Any], arm: str, args: argparse.Namespace, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Each of ``--train-seed``'s seeds as its own arm (a saved result of this split taken as it
+    is, if it kept its probabilities), then their average (``averaged_seeds``)."""
+    results = []
+    for seed in args.train_seed:
+        path = result_path(arm, None, changes=args.change, train_seed=seed)
+        saved = pd.read_json(path, typ="series").to_dict() if path.is_file() else None
+        if (
+            saved
+            and saved["split"]["split_id"] == split["split_id"]
+            and "probabilities" in saved["result"]["test"]
+        ):
+            print(f"arm {arm}, training seed {seed}: taken from {path}", file=sys.stderr)
+            results.append(saved["result"])
+            continue
+        info = machine_info()
+        result = train_once(split, arm, unseen=args.unseen, changes=changes, train_seed=seed)
+        record = {"split": split, "machine": info, "machine_line": describe_machine(info)}
+        write_results(arm, {**record, "result": result}, path=path)
+        results.append(result)
+    return averaged_seeds(results)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -518,10 +615,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--train-seed",
-        type=int,
+        type=train_seeds,
         default=0,
+        metavar="N[,N...]",
         help="(a), (b) or a prior: the training seed (weights, dropout, augmentation; the split "
-        "stays); saved apart from seed 0",
+        "stays), saved apart from seed 0; several (0,1,2): each trained (or its saved result "
+        "taken), then their probabilities averaged and saved as one more result",
     )
     parser.add_argument(
         "--baseline",
@@ -593,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             if reused:
                 path = result_path(arm, searched, submit_args=result["submit_args"])
+        elif isinstance(args.train_seed, list):
+            result = seeds_arm(split, arm, args, changes)
         else:
             result = train_once(
                 split, arm, unseen=args.unseen, changes=changes, train_seed=args.train_seed
