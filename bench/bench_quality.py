@@ -246,8 +246,9 @@ def averaged_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
         kept = [r[key] for r in results if "probabilities" in r[key]]
         if len(kept) < len(results):
             continue
-        if len({json.dumps(k["labels"]) for k in kept}) != 1:
-            raise SystemExit(f"the training seeds' {key} patches differ: not one split's arms")
+        same = ("labels", "ids_sha256", "tta", "path")
+        if len({json.dumps([k.get(field) for field in same]) for k in kept}) != 1:
+            raise SystemExit(f"the training seeds' {key} scores are not of the same patches")
         labels = np.asarray(kept[0]["labels"])
         mean = np.mean([k["probabilities"] for k in kept], axis=0)
         scores[key] = test_scores(labels, mean, keep=True)
@@ -563,24 +564,27 @@ def train_seeds(text: str) -> int | list[int]:
 
 
 def seeds_arm(
-    split: dict[str, Any], arm: str, args: argparse.Namespace, changes: dict[str, Any]
+    split: dict[str, Any],
+    arm: str,
+    *,
+    seeds: list[int],
+    unseen: Path,
+    change: list[str],
+    changes: dict[str, Any],
 ) -> dict[str, Any]:
-    """Each of ``--train-seed``'s seeds as its own arm (a saved result of this split taken as it
-    is, if it kept its probabilities), then their average (``averaged_seeds``)."""
+    """Each of ``seeds`` as its own arm (a saved result of this split taken as it is: one
+    saved before the locked test's probabilities were kept adds to the unseen-slide average
+    only), then their average (``averaged_seeds``)."""
     results = []
-    for seed in args.train_seed:
-        path = result_path(arm, None, changes=args.change, train_seed=seed)
+    for seed in seeds:
+        path = result_path(arm, None, changes=change, train_seed=seed)
         saved = pd.read_json(path, typ="series").to_dict() if path.is_file() else None
-        if (
-            saved
-            and saved["split"]["split_id"] == split["split_id"]
-            and "probabilities" in saved["result"]["test"]
-        ):
+        if saved and saved["split"]["split_id"] == split["split_id"]:
             print(f"arm {arm}, training seed {seed}: taken from {path}", file=sys.stderr)
             results.append(saved["result"])
             continue
         info = machine_info()
-        result = train_once(split, arm, unseen=args.unseen, changes=changes, train_seed=seed)
+        result = train_once(split, arm, unseen=unseen, changes=changes, train_seed=seed)
         record = {"split": split, "machine": info, "machine_line": describe_machine(info)}
         write_results(arm, {**record, "result": result}, path=path)
         results.append(result)
@@ -693,7 +697,14 @@ def main(argv: list[str] | None = None) -> int:
             if reused:
                 path = result_path(arm, searched, submit_args=result["submit_args"])
         elif isinstance(args.train_seed, list):
-            result = seeds_arm(split, arm, args, changes)
+            result = seeds_arm(
+                split,
+                arm,
+                seeds=args.train_seed,
+                unseen=args.unseen,
+                change=args.change,
+                changes=changes,
+            )
         else:
             result = train_once(
                 split, arm, unseen=args.unseen, changes=changes, train_seed=args.train_seed

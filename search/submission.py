@@ -419,6 +419,7 @@ def _metadata(plan: _Plan, records: list[dict[str, Any]], config: SubmitConfig) 
         test_patches=len(plan.test_split),
     )
     metadata["all_data"] = config.all_data  # every labelled patch, not the search's --limit
+    metadata["draws"] = config.draws  # trainings of each trial: "ensemble" counts them all
     return metadata
 
 

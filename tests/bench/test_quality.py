@@ -63,6 +63,10 @@ def test_averaged_seeds_score_the_mean_probability_of_every_patch():
     assert mean["test"]["auc"] == pytest.approx(mean["unseen"]["auc"])
     assert mean["train_seed"] == [0, 1] and mean["best_epoch"] == [10, 11]
     assert mean["wall_seconds"] == 120.0 and mean["val_auc"] is None
+    moved = _seed_result(2, labels, two)
+    moved["unseen"]["ids_sha256"] = "another folder"
+    with pytest.raises(SystemExit, match="not of the same patches"):
+        averaged_seeds([results[0], moved])
     older = [_seed_result(0, labels, one, keep=False), results[1]]
     assert averaged_seeds(older)["test"] is None
     assert averaged_seeds(older)["unseen"]["auc"] == pytest.approx(mean["unseen"]["auc"])

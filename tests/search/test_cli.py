@@ -59,8 +59,9 @@ def test_help_answers_without_loading_a_backend(module):
     [
         ("search.run", ["--data", "{missing}"], "{missing}: no such file or folder"),
         ("search.submit", ["--study", "nope", "--storage", "{storage}"], "no study 'nope'"),
+        ("search.submit", ["--draws", "0"], "--draws 0: must be at least 1"),
     ],
-    ids=["run-missing-data", "submit-unknown-study"],
+    ids=["run-missing-data", "submit-unknown-study", "submit-no-draws"],
 )
 def test_a_bad_input_is_refused_before_a_backend_loads(tmp_path, module, args, said):
     storage = f"sqlite:///{tmp_path / 's.db'}"

@@ -294,7 +294,7 @@ def test_draws_retrain_the_best_trial_with_other_seeds_and_average_them(tiny_stu
         (best.number, own, 0),
         (best.number, own + DRAW_SEED_STEP, 1),
     ]
-    assert outcome.metadata["ensemble"] == 2
+    assert outcome.metadata["ensemble"] == 2 and outcome.metadata["draws"] == 2
 
     model, _ = load_exported(outcome.model_dir)
     images = random_subset(4).images

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -126,23 +127,39 @@ def _wait_for_running_trial(
 
 
 def _kill_mid_trial(search: subprocess.Popen, storage: str, study: str) -> optuna.trial.FrozenTrial:
-    """SIGKILL the worker of a running trial while that trial still runs: the worker is frozen
-    first and its trial read again, since a one-epoch trial can end between the read and the
-    kill (then the worker goes on and another trial is chosen)."""
+    """SIGKILL the worker of a running trial while that trial has not ended: the worker is
+    frozen first and its trial read again, since a one-epoch trial can end between the read
+    and the kill (then the worker goes on and another trial is chosen). A trial the other
+    worker failed as stale while its worker stood frozen counts as running: it was."""
     for _ in range(20):
         victim = _wait_for_running_trial(search, storage, study)
+        reader = optuna.storages.RDBStorage(storage, skip_table_creation=True)  # tables made now
         pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
-        os.kill(pid, signal.SIGSTOP)
-        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
-            time.sleep(0.01)
-        if (
-            optuna.load_study(study_name=study, storage=storage).trials[victim.number].state
-            == TrialState.RUNNING
-        ):
-            os.kill(pid, signal.SIGKILL)
-            return victim
-        os.kill(pid, signal.SIGCONT)
+        try:
+            os.kill(pid, signal.SIGSTOP)
+            deadline = time.time() + 10
+            while _process_state(pid) not in ("T", "Z", None) and time.time() < deadline:
+                time.sleep(0.01)
+            if _process_state(pid) != "T":
+                continue  # it ended, or would not stop: choose again
+            state = optuna.load_study(study_name=study, storage=reader).trials[victim.number].state
+            if state in (TrialState.RUNNING, TrialState.FAIL):
+                os.kill(pid, signal.SIGKILL)
+                return victim
+        except ProcessLookupError:
+            continue
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)  # a killed one does not mind; a frozen one goes on
     raise AssertionError("every running trial had ended before its worker could be frozen")
+
+
+def _process_state(pid: int) -> str | None:
+    """The one-letter state of process ``pid`` (T: stopped, Z: ended), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 
 @pytest.mark.slow
