@@ -12,11 +12,13 @@ import math
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pcam.model import ModelParams, count_params
 from pcam.runtime import Runtime
-from pcam.train import TrainResult
+
+if TYPE_CHECKING:  # pcam.train loads Keras: reading a record's names must not
+    from pcam.train import TrainResult
 
 
 @dataclass

@@ -23,6 +23,7 @@ from search.priors import (
 )
 from search.provenance import git_commit, package_versions
 from search.pruning import make_pruner
+from search.record import INTERRUPTED, RUN_ATTRS
 from search.space import outside, seed_baseline_values, space_changes
 from search.storage import OPENING_ERRORS, cannot_open, make_storage, sqlite_file
 
@@ -164,8 +165,6 @@ def queue_interrupted_again(study: optuna.Study) -> None:
     the resumed search still runs it, with a line each. A sampler's draw is not queued:
     the sampler draws anew. Done here, when a search resumes, not in the stopping process,
     where a second signal could land in the middle of the write."""
-    from search.record import INTERRUPTED, RUN_ATTRS  # imports Keras: not for every --help
-
     trials = study.get_trials(deepcopy=False)
     # copies made already: ours, and the heartbeat's re-run of a worker that died stopping
     copied = {t.user_attrs.get("queued_again_from") for t in trials} | {
