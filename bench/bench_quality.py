@@ -474,9 +474,9 @@ def table(split_id: str, *, baseline: str = "recipe") -> str:
         record = pd.read_json(path, typ="series").to_dict()
         if record.get("split", {}).get("split_id") == split_id:
             records[path.stem] = record
-    if baseline not in records:
-        raise SystemExit(f"--baseline {baseline}: no saved result of split {split_id} so named")
-    recipe = records[baseline]["result"].get("unseen")
+    # An arm's own run ends with this table: a baseline not run yet leaves its column empty.
+    missing = baseline not in records
+    recipe = None if missing else records[baseline]["result"].get("unseen")
     for record in records.values():
         result = record["result"]
         machines.add(record["machine_line"])
@@ -547,8 +547,9 @@ def table(split_id: str, *, baseline: str = "recipe") -> str:
         "detail",
         "commit",
     ]
+    note = [f"(no saved result of split {split_id} is named {baseline}: run that arm)"] * missing
     return "\n".join(
-        [format_table(header, rows), "", *(f"machine: {line}" for line in sorted(machines))]
+        [format_table(header, rows), *note, "", *(f"machine: {line}" for line in sorted(machines))]
     )
 
 
