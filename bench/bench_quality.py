@@ -168,10 +168,8 @@ def unseen_scores(model, unseen: Path, *, tta: str) -> dict[str, Any]:
         "patches": len(patches),
         "positives": int(patches.labels.sum()),
         "ids_sha256": hashlib.sha256(",".join(patches.ids).encode()).hexdigest(),
-        **test_scores(patches.labels, probabilities),
+        **test_scores(patches.labels, probabilities, keep=True),
         "mean_probability": float(probabilities.mean()),
-        "labels": patches.labels.astype(int).tolist(),
-        "probabilities": [round(float(p), 6) for p in probabilities],
     }
 
 
