@@ -545,7 +545,11 @@ def table(split_id: str, *, baseline: str = "recipe") -> str:
         "detail",
         "commit",
     ]
-    note = [f"(no saved result of split {split_id} is named {baseline}: run that arm)"] * missing
+    note = (
+        [f"(no saved result of split {split_id} is named {baseline}: run that arm)"]
+        if missing
+        else []
+    )
     return "\n".join(
         [format_table(header, rows), *note, "", *(f"machine: {line}" for line in sorted(machines))]
     )
