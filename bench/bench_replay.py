@@ -15,7 +15,8 @@ every strategy is replayed against them, in the spirit of LCBench and HPOBench:
   records them by the same rule), which the table answers exactly; then new ones.
 - The search's own rules (``search.objective``) run on a simulated clock: the seed design
   and the priors first (in ``search.priors``' order, or the order before issue 26) and never
-  pruned, the per-trial cap (half the budget; not for the seed design), no sampled trial
+  pruned, the per-trial cap (half the budget; not for the seed design) on the recorded
+  projection of the first batches and again after the first epoch, no sampled trial
   started whose first judged epoch would fall after the budget's end, the real pruner
   (``search.pruning.make_pruner``) asked after every epoch of a sampled trial, which counts
   when cut by the budget once past its first judged epoch.
@@ -68,7 +69,8 @@ class Recorded:
     values: dict[str, Any]
     curve: tuple[float, ...]  # the validation AUC after each epoch; empty if it was too slow
     start_seconds: float  # building the model, before its first epoch
-    epoch_seconds: tuple[float, ...]  # each epoch, validation included
+    # each epoch, validation included; a too-slow trial's first epoch if it ran one
+    epoch_seconds: tuple[float, ...]
     projected_seconds: float  # the whole run, as the speed check projected it
     steps_per_epoch: int
     epochs: int  # the run's epoch budget, which ``projected_seconds`` covers
@@ -189,7 +191,15 @@ def recorded_trial(
     if trial.state == optuna.trial.TrialState.PRUNED and "too slow" in attrs.get(
         "prune_reason", ""
     ):
-        return Recorded(**common, curve=(), start_seconds=0.0, epoch_seconds=())
+        # Stopped at its first batches, or after its first epoch (then timed): no curve either
+        # way, since one epoch says nothing of where it would have ended.
+        first = attrs.get("first_epoch_seconds")
+        return Recorded(
+            **common,
+            curve=(),
+            start_seconds=attrs.get("build_seconds", 0.0) if first is not None else 0.0,
+            epoch_seconds=() if first is None else (round(first, 2),),
+        )
     curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
     if trial.state != optuna.trial.TrialState.COMPLETE or len(curve) != max_epochs:
         return None
@@ -396,8 +406,16 @@ def run_trial(
     first = first_judged_epoch(max_epochs)
     limits = [cap, left * max_epochs / first if judged else None]
     limit = min((c for c in limits if c is not None), default=math.inf)
-    if not recorded.curve or recorded.total_seconds > limit:
+    first_batches = recorded.projected_seconds  # what the speed check saw
+    if not math.isfinite(first_batches):
+        first_batches = recorded.total_seconds
+    if not recorded.epoch_seconds or first_batches > limit:
         return min(max(recorded.speed_check_seconds, 1.0), left), None  # too slow: at once
+    if not recorded.curve or recorded.total_seconds > limit:
+        # The first batches under-read it (they leave validation out, and a heavy model's
+        # later batches run slower); the speed check's look after the first epoch stops it,
+        # here on the recorded whole cost rather than that epoch's own projection.
+        return min(recorded.start_seconds + recorded.epoch_seconds[0], left), None
     spent = recorded.start_seconds
     for epoch, value in enumerate(recorded.curve):
         if spent + recorded.epoch_seconds[epoch] > left:  # the budget ends within this epoch

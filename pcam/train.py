@@ -57,7 +57,9 @@ class TrainResult:
     first_epoch_seconds: float
     val_auc: list[float] = field(default_factory=list)
     projected_seconds: float = math.nan  # the whole run, projected from its first batches
-    too_slow: bool = False  # stopped because ``projected_seconds`` passed the time cap
+    # the same, from its first epoch, where that passed the time cap and stopped the run
+    epoch_projected_seconds: float = math.nan
+    too_slow: bool = False  # stopped because a projection passed the time cap
 
     @property
     def best_epoch(self) -> int:
@@ -87,18 +89,27 @@ class SpeedCheck(keras.callbacks.Callback):
     plus the time already spent building the model. The decision waits for
     ``SPEED_CHECK_BATCHES`` timed batches, unless a projection passes ``FAR_OVER_CAP`` times the
     cap before that.
+
+    A run that passes looks once more at the end of its first epoch, validation included (it
+    runs after ``ValidationAUC``): first batches leave validation out and can under-read a
+    heavy model, whose later batches run slower (a recorded 6.5-million-weight draw projected
+    58 minutes and took 63), and a run that cannot finish within its cap stops there rather
+    than spend the rest of it.
     """
 
-    def __init__(self, *, steps: int, already: float, cap: float | None) -> None:
+    def __init__(self, *, steps: int, epochs: int, already: float, cap: float | None) -> None:
         super().__init__()
         self.steps = steps
+        self.epochs = epochs
         self.already = already
         self.cap = cap
-        self.projected = math.nan
+        self.projected = math.nan  # from the first batches
+        self.epoch_projected = math.nan  # from the first epoch, when that stopped the run
         self.too_slow = False
         self._started = 0.0
         self._first_done = 0.0
         self._done = 0
+        self._epochs_done = 0
 
     def on_train_begin(self, logs=None) -> None:
         self._started = time.perf_counter()
@@ -119,6 +130,21 @@ class SpeedCheck(keras.callbacks.Callback):
             return
         self.projected = projected
         if self.cap is not None and projected > self.cap:
+            self.too_slow = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self._epochs_done += 1
+        first_of_more = self._epochs_done == 1 and self.epochs > 1
+        if not first_of_more or self.cap is None or self.too_slow or self.model.stop_training:
+            return  # only the first epoch of a run that goes on is looked at
+        done = self.steps // self.epochs
+        if done < 2:
+            return  # one batch, which compiles: nothing to take a rate from
+        per_batch = (time.perf_counter() - self._first_done) / (done - 1)
+        projected = self.already + (self._first_done - self._started) + per_batch * (self.steps - 1)
+        if projected > self.cap:
+            self.epoch_projected = projected
             self.too_slow = True
             self.model.stop_training = True
 
@@ -259,7 +285,10 @@ def fit(
     feed = _training_feed(train_data, params, seed=seed, runtime=runtime)
     run_epochs = epochs or params.epochs
     speed = SpeedCheck(
-        steps=(run_epochs - initial_epoch) * len(feed), already=build_seconds, cap=time_cap
+        steps=(run_epochs - initial_epoch) * len(feed),
+        epochs=run_epochs - initial_epoch,
+        already=build_seconds,
+        cap=time_cap,
     )
     watcher = ValidationAUC(
         val_data, on_epoch, runtime.val_batch_size, restore_best=restore_best, speed=speed
@@ -271,7 +300,7 @@ def fit(
             feed,
             epochs=run_epochs,
             initial_epoch=initial_epoch,
-            callbacks=[PendingStop(), speed, *averaging, watcher, *(callbacks or [])],
+            callbacks=[PendingStop(), *averaging, watcher, speed, *(callbacks or [])],
             verbose=verbose,
         )
     wall = time.perf_counter() - started
@@ -346,6 +375,7 @@ def _train_result(
         first_epoch_seconds=watcher.epoch_seconds[0] if watcher.epoch_seconds else math.nan,
         val_auc=watcher.val_auc,
         projected_seconds=speed.projected,
+        epoch_projected_seconds=speed.epoch_projected,
         too_slow=speed.too_slow,
     )
 
@@ -368,7 +398,8 @@ def train(
     The learning-rate schedule is planned for ``params.epochs``; ``epochs`` stops the run
     earlier on that same schedule (a retrain to a trial's best epoch). ``restore_best`` hands
     back the weights of the best validation epoch. ``time_cap`` (seconds) stops a run whose
-    first batches project it past the cap, before it has cost much (``TrainResult.too_slow``).
+    first batches project it past the cap, before it has cost much, or whose first epoch does
+    (``TrainResult.too_slow``).
     """
     model, build_seconds = build_model(params, len(train_data), seed=seed, runtime=runtime)
     return fit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import time
 
@@ -84,8 +85,9 @@ class Objective:
         generation: int = 0,
     ) -> None:
         """``deadline`` (``time.monotonic()``) cuts a running trial after the epoch that passes
-        it; ``time_cap`` (seconds) prunes a trial whose first batches project it past that;
-        ``generation`` counts the processes this worker recycled before this one."""
+        it; ``time_cap`` (seconds) prunes a trial whose first batches or first epoch project
+        it past that; ``generation`` counts the processes this worker recycled before this
+        one."""
         self.data = data
         self.runtime = runtime
         self.target_trials = target_trials
@@ -233,13 +235,14 @@ class Objective:
     def _time_cap(
         self, params: ModelParams, *, role: str | None, judged: bool
     ) -> tuple[float | None, str]:
-        """The most this trial may take, projected from its first batches, and what to say
-        when it would take more.
+        """The most this trial may take, projected from its first batches and again from its
+        first epoch, and what to say when it would take more.
 
         The seed baseline is what every search is judged against: it is measured whatever
         the per-trial cap (one trial; about a minute on the embedded set on 2 cores). A
         searched trial that could not reach its first judged epoch before the budget ends
-        is stopped at its first batches: cut before that epoch it would count for nothing.
+        is stopped at its first batches or first epoch: cut before that epoch it would count
+        for nothing.
         """
         caps = []
         if self.time_cap is not None and role != SEED_BASELINE_ROLE:
@@ -283,8 +286,11 @@ class Objective:
         record.measure(result)
         write_record(trial, record)
         if result.too_slow:
+            looked_at, projected = "its first batches", result.projected_seconds
+            if math.isfinite(result.epoch_projected_seconds):  # the first batches under-read it
+                looked_at, projected = "its first epoch", result.epoch_projected_seconds
             reason = (
-                f"too slow: its first batches project {result.projected_seconds / 60:.1f} min "
+                f"too slow: {looked_at} project {projected / 60:.1f} min "
                 f"for {params.epochs} epochs, {over_cap}"
             )
             trial.set_user_attr("prune_reason", reason)

@@ -59,8 +59,8 @@ class TrialRecord:
         KerasTuner Hyperband trial goes on from its parent's best epoch)."""
         if math.isfinite(result.projected_seconds):
             self.projected_seconds = round(result.projected_seconds, 1)
-        if result.too_slow:
-            return  # stopped within its first epoch: nothing else was measured
+        if result.too_slow and math.isnan(result.epoch_projected_seconds):
+            return  # stopped at its first batches: nothing else was measured
         self.best_epoch = first_epoch + result.best_epoch
         self.epochs_run = result.epochs_run
         self.seconds_per_epoch = round(result.seconds_per_epoch, 3)

@@ -18,7 +18,7 @@ import bench_replay as replay
 import record_local
 
 from search.priors import PRIOR_ROLE, SEED_BASELINE_ROLE, prior_values
-from search.space import seed_baseline_values
+from search.space import seed_baseline_values, suggest
 
 MAX_EPOCHS = 12
 MINUTE = 60.0
@@ -77,6 +77,48 @@ def test_the_search_s_rules_for_a_trial_near_the_cap_and_the_budget_s_end():
     assert counted is None and seconds < MINUTE
     # ... while a prior (never judged) starts and counts with its 2 epochs
     assert run(left=5 * MINUTE, judged=False) == (5 * MINUTE, pytest.approx(design.curve[1]))
+
+
+def test_a_trial_its_first_batches_under_read_stops_after_its_first_epoch():
+    """Cap 20 minutes: a 24-minute trial whose first batches projected 18 passes them and is
+    stopped by the speed check's look after its first epoch, which it pays for; one recorded
+    as stopped there (its first epoch timed, no curve) costs the same, and the export keeps
+    such a trial that way."""
+    study = optuna.create_study(direction="maximize")
+    design = _table().trials[1]  # 1 s of building, 2-minute epochs, 24 minutes in all
+    under_read = dataclasses.replace(design, projected_seconds=18 * MINUTE)
+    stopped = dataclasses.replace(under_read, curve=(), epoch_seconds=(2 * MINUTE,))
+    for recorded in (under_read, stopped):
+        seconds, counted = replay.run_trial(
+            study.ask(), recorded, left=120 * MINUTE, cap=20 * MINUTE, judged=True,
+            max_epochs=MAX_EPOCHS,
+        )  # fmt: skip
+        assert counted is None and seconds == 1.0 + 2 * MINUTE
+    # 30 minutes allowed: the under-read trial runs whole
+    seconds, counted = replay.run_trial(
+        study.ask(), under_read, left=120 * MINUTE, cap=30 * MINUTE, judged=True,
+        max_epochs=MAX_EPOCHS,
+    )  # fmt: skip
+    assert seconds == design.total_seconds and counted == design.best
+
+    recording = optuna.create_study(direction="maximize")
+    recording.enqueue_trial(design.values)
+    trial = recording.ask()
+    suggest(trial, max_epochs=MAX_EPOCHS)
+    trial.report(0.81, 0)
+    for key, value in {
+        "prune_reason": "too slow: its first epoch project 24.0 min for 12 epochs, over ...",
+        "projected_seconds": 1080.0,
+        "build_seconds": 1.0,
+        "first_epoch_seconds": 120.0,
+    }.items():
+        trial.set_user_attr(key, value)
+    frozen = recording.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    exported = replay.recorded_trial(
+        frozen, number=7, max_epochs=MAX_EPOCHS, train_patches=2400, study="s"
+    )
+    assert (exported.curve, exported.start_seconds, exported.epoch_seconds) == ((), 1.0, (120.0,))
+    assert exported.projected_seconds == 1080.0
 
 
 def test_the_same_seed_replays_the_same_search_and_the_priors_come_first():
