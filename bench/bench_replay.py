@@ -16,7 +16,7 @@ every strategy is replayed against them, in the spirit of LCBench and HPOBench:
 - The search's own rules (``search.objective``) run on a simulated clock: the seed design
   and the priors first (in ``search.priors``' order, or the order before issue 26) and never
   pruned, the per-trial cap (half the budget; not for the seed design) on the recorded
-  projection of the first batches and again after the first epoch, no sampled trial
+  projection of the first batches and again after two epochs, no sampled trial
   started whose first judged epoch would fall after the budget's end, the real pruner
   (``search.pruning.make_pruner``) asked after every epoch of a sampled trial, which counts
   when cut by the budget once past its first judged epoch.
@@ -69,7 +69,7 @@ class Recorded:
     values: dict[str, Any]
     curve: tuple[float, ...]  # the validation AUC after each epoch; empty if it was too slow
     start_seconds: float  # building the model, before its first epoch
-    # each epoch, validation included; a too-slow trial's first epoch if it ran one
+    # each epoch, validation included; a too-slow trial's first two if it ran them
     epoch_seconds: tuple[float, ...]
     projected_seconds: float  # the whole run, as the speed check projected it
     steps_per_epoch: int
@@ -191,14 +191,17 @@ def recorded_trial(
     if trial.state == optuna.trial.TrialState.PRUNED and "too slow" in attrs.get(
         "prune_reason", ""
     ):
-        # Stopped at its first batches, or after its first epoch (then timed): no curve either
-        # way, since one epoch says nothing of where it would have ended.
-        first = attrs.get("first_epoch_seconds")
+        # Stopped at its first batches, or after two epochs (then timed): no curve either
+        # way, since two epochs say little of where it would have ended.
+        if "first_epoch_seconds" not in attrs:
+            return Recorded(**common, curve=(), start_seconds=0.0, epoch_seconds=())
+        first = attrs["first_epoch_seconds"]  # training only; the second holds two validations
+        second = 2 * attrs["seconds_per_epoch"] - first
         return Recorded(
             **common,
             curve=(),
-            start_seconds=attrs.get("build_seconds", 0.0) if first is not None else 0.0,
-            epoch_seconds=() if first is None else (round(first, 2),),
+            start_seconds=attrs.get("build_seconds", 0.0),
+            epoch_seconds=(round(first, 2), round(second, 2)),
         )
     curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
     if trial.state != optuna.trial.TrialState.COMPLETE or len(curve) != max_epochs:
@@ -411,11 +414,13 @@ def run_trial(
         first_batches = recorded.total_seconds
     if not recorded.epoch_seconds or first_batches > limit:
         return min(max(recorded.speed_check_seconds, 1.0), left), None  # too slow: at once
-    if not recorded.curve or recorded.total_seconds > limit:
+    rechecked = not recorded.curve or (cap is not None and recorded.total_seconds > cap)
+    if rechecked and len(recorded.epoch_seconds) >= 2:
         # The first batches under-read it (they leave validation out, and a heavy model's
-        # later batches run slower); the speed check's look after the first epoch stops it,
-        # here on the recorded whole cost rather than that epoch's own projection.
-        return min(recorded.start_seconds + recorded.epoch_seconds[0], left), None
+        # later batches run slower); the speed check's second look, after two epochs and
+        # against the per-trial cap, stops it: here on the recorded whole cost rather than
+        # those epochs' own projection.
+        return min(recorded.start_seconds + sum(recorded.epoch_seconds[:2]), left), None
     spent = recorded.start_seconds
     for epoch, value in enumerate(recorded.curve):
         if spent + recorded.epoch_seconds[epoch] > left:  # the budget ends within this epoch

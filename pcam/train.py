@@ -23,13 +23,10 @@ from pcam.interrupts import PendingStop, release_on_interrupt
 from pcam.metrics import binary_cross_entropy, roc_auc
 from pcam.model import ModelParams, build
 from pcam.runtime import CPU_DEFAULT, Runtime
+from pcam.speed import SpeedCheck
 
 VAL_AUC = "val_auc"  # the key every pruner and report reads; a test checks it is in the history
 PREDICT_BATCH = 256
-SPEED_CHECK_BATCHES = 5  # batches timed after the first (which compiles) to project a run's time
-# A run whose first timed batch already projects this many times its cap stops there: a model
-# ten times too big would otherwise spend five of its slow batches proving it.
-FAR_OVER_CAP = 2.0
 
 EpochHook = Callable[[int, float], bool]
 
@@ -57,8 +54,8 @@ class TrainResult:
     first_epoch_seconds: float
     val_auc: list[float] = field(default_factory=list)
     projected_seconds: float = math.nan  # the whole run, projected from its first batches
-    # the same, from its first epoch, where that passed the time cap and stopped the run
-    epoch_projected_seconds: float = math.nan
+    # the same, from its second epoch, where that passed ``recheck_cap`` and stopped the run
+    rechecked_seconds: float = math.nan
     too_slow: bool = False  # stopped because a projection passed the time cap
 
     @property
@@ -80,73 +77,6 @@ def predict(model: keras.Model, subset: Subset, *, batch_size: int = PREDICT_BAT
     with release_on_interrupt():
         probabilities = model.predict(feed, verbose=0, callbacks=[PendingStop()])
     return np.asarray(probabilities, dtype=np.float64).reshape(-1)
-
-
-class SpeedCheck(keras.callbacks.Callback):
-    """Projects the run's time from its first batches; stops it if that passes ``cap``.
-
-    The first batch (which compiles) is left out of the rate; the projection adds it back,
-    plus the time already spent building the model. The decision waits for
-    ``SPEED_CHECK_BATCHES`` timed batches, unless a projection passes ``FAR_OVER_CAP`` times the
-    cap before that.
-
-    A run that passes looks once more at the end of its first epoch, validation included (it
-    runs after ``ValidationAUC``): first batches leave validation out and can under-read a
-    heavy model, whose later batches run slower (a recorded 6.5-million-weight draw projected
-    58 minutes and took 63), and a run that cannot finish within its cap stops there rather
-    than spend the rest of it.
-    """
-
-    def __init__(self, *, steps: int, epochs: int, already: float, cap: float | None) -> None:
-        super().__init__()
-        self.steps = steps
-        self.epochs = epochs
-        self.already = already
-        self.cap = cap
-        self.projected = math.nan  # from the first batches
-        self.epoch_projected = math.nan  # from the first epoch, when that stopped the run
-        self.too_slow = False
-        self._started = 0.0
-        self._first_done = 0.0
-        self._done = 0
-        self._epochs_done = 0
-
-    def on_train_begin(self, logs=None) -> None:
-        self._started = time.perf_counter()
-
-    def on_train_batch_end(self, batch: int, logs=None) -> None:
-        if not math.isnan(self.projected):
-            return
-        now = time.perf_counter()
-        self._done += 1  # ``batch`` restarts every epoch; the projection counts the whole run
-        if self._done == 1:
-            self._first_done = now
-            return
-        per_batch = (now - self._first_done) / (self._done - 1)
-        first = self._first_done - self._started
-        projected = self.already + first + per_batch * (self.steps - 1)
-        far_over = self.cap is not None and projected > FAR_OVER_CAP * self.cap
-        if not far_over and self._done <= min(SPEED_CHECK_BATCHES, self.steps - 1):
-            return
-        self.projected = projected
-        if self.cap is not None and projected > self.cap:
-            self.too_slow = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        self._epochs_done += 1
-        first_of_more = self._epochs_done == 1 and self.epochs > 1
-        if not first_of_more or self.cap is None or self.too_slow or self.model.stop_training:
-            return  # only the first epoch of a run that goes on is looked at
-        done = self.steps // self.epochs
-        if done < 2:
-            return  # one batch, which compiles: nothing to take a rate from
-        per_batch = (time.perf_counter() - self._first_done) / (done - 1)
-        projected = self.already + (self._first_done - self._started) + per_batch * (self.steps - 1)
-        if projected > self.cap:
-            self.epoch_projected = projected
-            self.too_slow = True
-            self.model.stop_training = True
 
 
 class WeightAverage(keras.callbacks.Callback):
@@ -269,6 +199,7 @@ def fit(
     runtime: Runtime = CPU_DEFAULT,
     restore_best: bool = False,
     time_cap: float | None = None,
+    recheck_cap: float | None = None,
     build_seconds: float = 0.0,
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int = 0,
@@ -289,6 +220,7 @@ def fit(
         epochs=run_epochs - initial_epoch,
         already=build_seconds,
         cap=time_cap,
+        recheck_cap=recheck_cap,
     )
     watcher = ValidationAUC(
         val_data, on_epoch, runtime.val_batch_size, restore_best=restore_best, speed=speed
@@ -375,7 +307,7 @@ def _train_result(
         first_epoch_seconds=watcher.epoch_seconds[0] if watcher.epoch_seconds else math.nan,
         val_auc=watcher.val_auc,
         projected_seconds=speed.projected,
-        epoch_projected_seconds=speed.epoch_projected,
+        rechecked_seconds=speed.rechecked,
         too_slow=speed.too_slow,
     )
 
@@ -391,6 +323,7 @@ def train(
     runtime: Runtime = CPU_DEFAULT,
     restore_best: bool = False,
     time_cap: float | None = None,
+    recheck_cap: float | None = None,
     verbose: int = 0,
 ) -> TrainResult:
     """Build ``params``' model and fit it; ``val_data=None`` trains blind (final retrain).
@@ -398,8 +331,8 @@ def train(
     The learning-rate schedule is planned for ``params.epochs``; ``epochs`` stops the run
     earlier on that same schedule (a retrain to a trial's best epoch). ``restore_best`` hands
     back the weights of the best validation epoch. ``time_cap`` (seconds) stops a run whose
-    first batches project it past the cap, before it has cost much, or whose first epoch does
-    (``TrainResult.too_slow``).
+    first batches project it past the cap, before it has cost much; ``recheck_cap`` one whose
+    first two epochs do (``SpeedCheck``; either way ``TrainResult.too_slow``).
     """
     model, build_seconds = build_model(params, len(train_data), seed=seed, runtime=runtime)
     return fit(
@@ -413,6 +346,7 @@ def train(
         runtime=runtime,
         restore_best=restore_best,
         time_cap=time_cap,
+        recheck_cap=recheck_cap,
         build_seconds=build_seconds,
         verbose=verbose,
     )

@@ -85,9 +85,9 @@ class Objective:
         generation: int = 0,
     ) -> None:
         """``deadline`` (``time.monotonic()``) cuts a running trial after the epoch that passes
-        it; ``time_cap`` (seconds) prunes a trial whose first batches or first epoch project
-        it past that; ``generation`` counts the processes this worker recycled before this
-        one."""
+        it; ``time_cap`` (seconds) prunes a trial whose first batches, or first two epochs,
+        project it past that; ``generation`` counts the processes this worker recycled before
+        this one."""
         self.data = data
         self.runtime = runtime
         self.target_trials = target_trials
@@ -121,6 +121,9 @@ class Objective:
         role = trial.user_attrs.get("role")
         judged = role not in UNPRUNED_ROLES
         time_cap, over_cap = self._time_cap(params, role=role, judged=judged)
+        # Looked at again after two epochs: the per-trial cap only, since the budget's end cuts
+        # a run by itself, and one the first batches let start may count by then.
+        recheck_cap = None if role == SEED_BASELINE_ROLE else self.time_cap
 
         def report(epoch: int, val_auc: float) -> bool:
             nonlocal cut_by_budget
@@ -135,7 +138,13 @@ class Objective:
             return judged and trial.should_prune()
 
         stopped_early, epochs_run, best_val_auc, too_slow = self._train_or_fail(
-            trial, params, record, on_epoch=report, time_cap=time_cap, over_cap=over_cap
+            trial,
+            params,
+            record,
+            on_epoch=report,
+            time_cap=time_cap,
+            recheck_cap=recheck_cap,
+            over_cap=over_cap,
         )
         if stopped_early and too_slow is not None:
             raise optuna.TrialPruned(too_slow)
@@ -178,6 +187,7 @@ class Objective:
         *,
         on_epoch: EpochHook,
         time_cap: float | None,
+        recheck_cap: float | None,
         over_cap: str,
     ) -> tuple[bool, int, float, str | None]:
         """``_train``'s outcome; a run that diverged, could not be scored or ran out of memory
@@ -186,7 +196,13 @@ class Objective:
         try:
             try:
                 return self._train(
-                    trial, params, record, on_epoch=on_epoch, time_cap=time_cap, over_cap=over_cap
+                    trial,
+                    params,
+                    record,
+                    on_epoch=on_epoch,
+                    time_cap=time_cap,
+                    recheck_cap=recheck_cap,
+                    over_cap=over_cap,
                 )
             except TrainingDiverged as error:
                 failure = (f"diverged: {error}", str(error))
@@ -235,14 +251,13 @@ class Objective:
     def _time_cap(
         self, params: ModelParams, *, role: str | None, judged: bool
     ) -> tuple[float | None, str]:
-        """The most this trial may take, projected from its first batches and again from its
-        first epoch, and what to say when it would take more.
+        """The most this trial may take, projected from its first batches, and what to say
+        when it would take more.
 
         The seed baseline is what every search is judged against: it is measured whatever
         the per-trial cap (one trial; about a minute on the embedded set on 2 cores). A
         searched trial that could not reach its first judged epoch before the budget ends
-        is stopped at its first batches or first epoch: cut before that epoch it would count
-        for nothing.
+        is stopped at its first batches: cut before that epoch it would count for nothing.
         """
         caps = []
         if self.time_cap is not None and role != SEED_BASELINE_ROLE:
@@ -267,6 +282,7 @@ class Objective:
         *,
         on_epoch: EpochHook,
         time_cap: float | None,
+        recheck_cap: float | None,
         over_cap: str,
     ) -> tuple[bool, int, float, str | None]:
         """Train, record the run on ``trial``: (stopped early, epochs run, best val AUC, why it
@@ -282,17 +298,21 @@ class Objective:
             on_epoch=on_epoch,
             runtime=self.runtime,
             time_cap=time_cap,
+            recheck_cap=recheck_cap,
         )
         record.measure(result)
         write_record(trial, record)
         if result.too_slow:
-            looked_at, projected = "its first batches", result.projected_seconds
-            if math.isfinite(result.epoch_projected_seconds):  # the first batches under-read it
-                looked_at, projected = "its first epoch", result.epoch_projected_seconds
             reason = (
-                f"too slow: {looked_at} project {projected / 60:.1f} min "
+                f"too slow: its first batches project {result.projected_seconds / 60:.1f} min "
                 f"for {params.epochs} epochs, {over_cap}"
             )
+            if math.isfinite(result.rechecked_seconds):  # the first batches under-read it
+                reason = (
+                    f"too slow: its first two epochs project {result.rechecked_seconds / 60:.1f} "
+                    f"min for {params.epochs} epochs, over the {recheck_cap / 60:.1f} min a "
+                    "trial may take"
+                )
             trial.set_user_attr("prune_reason", reason)
             return True, result.epochs_run, result.best_val_auc, reason
         return result.stopped_early, result.epochs_run, result.best_val_auc, None

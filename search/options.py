@@ -316,8 +316,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "max_trial_minutes", "float | None", None, "budget & pruning",
-        "prune a trial whose first batches or first epoch project it past this; the seed "
-        "baseline is always measured (default: half of --budget; without one, "
+        "prune a trial whose first batches, or first two epochs, project it past this; the "
+        "seed baseline is always measured (default: half of --budget; without one, "
         f"{SYNTHETIC_TRIAL_MINUTES:g} on the embedded synthetic set, none with --data)",
         metavar="MINUTES", check=_positive, problem="{flag} must be positive",
     ),

@@ -59,7 +59,7 @@ class TrialRecord:
         KerasTuner Hyperband trial goes on from its parent's best epoch)."""
         if math.isfinite(result.projected_seconds):
             self.projected_seconds = round(result.projected_seconds, 1)
-        if result.too_slow and math.isnan(result.epoch_projected_seconds):
+        if result.too_slow and not result.val_auc:
             return  # stopped at its first batches: nothing else was measured
         self.best_epoch = first_epoch + result.best_epoch
         self.epochs_run = result.epochs_run

@@ -79,46 +79,56 @@ def test_the_search_s_rules_for_a_trial_near_the_cap_and_the_budget_s_end():
     assert run(left=5 * MINUTE, judged=False) == (5 * MINUTE, pytest.approx(design.curve[1]))
 
 
-def test_a_trial_its_first_batches_under_read_stops_after_its_first_epoch():
+def test_a_trial_its_first_batches_under_read_stops_after_two_epochs():
     """Cap 20 minutes: a 24-minute trial whose first batches projected 18 passes them and is
-    stopped by the speed check's look after its first epoch, which it pays for; one recorded
-    as stopped there (its first epoch timed, no curve) costs the same, and the export keeps
-    such a trial that way."""
+    stopped by the speed check's second look, after two epochs, which it pays for; one
+    recorded as stopped there (two epochs timed, no curve) costs the same, and the export
+    keeps such a trial that way. Near the budget's end (no cap past it) it runs on and the
+    budget cuts it."""
     study = optuna.create_study(direction="maximize")
     design = _table().trials[1]  # 1 s of building, 2-minute epochs, 24 minutes in all
     under_read = dataclasses.replace(design, projected_seconds=18 * MINUTE)
-    stopped = dataclasses.replace(under_read, curve=(), epoch_seconds=(2 * MINUTE,))
+    stopped = dataclasses.replace(under_read, curve=(), epoch_seconds=(2 * MINUTE, 2 * MINUTE))
+
+    def run(recorded, *, left=120 * MINUTE, cap=20 * MINUTE):
+        return replay.run_trial(
+            study.ask(), recorded, left=left, cap=cap, judged=True, max_epochs=MAX_EPOCHS
+        )
+
     for recorded in (under_read, stopped):
-        seconds, counted = replay.run_trial(
-            study.ask(), recorded, left=120 * MINUTE, cap=20 * MINUTE, judged=True,
-            max_epochs=MAX_EPOCHS,
-        )  # fmt: skip
-        assert counted is None and seconds == 1.0 + 2 * MINUTE
-    # 30 minutes allowed: the under-read trial runs whole
-    seconds, counted = replay.run_trial(
-        study.ask(), under_read, left=120 * MINUTE, cap=30 * MINUTE, judged=True,
-        max_epochs=MAX_EPOCHS,
-    )  # fmt: skip
-    assert seconds == design.total_seconds and counted == design.best
+        assert run(recorded) == (1.0 + 4 * MINUTE, None)
+    assert run(under_read, cap=30 * MINUTE) == (design.total_seconds, design.best)
+    # No cap, 4 minutes left: its first batches' 18 minutes pass 4 x 4, the most a trial may
+    # project that must reach epoch 3 within the budget, so it stops at once; 7 minutes left:
+    # it starts, the second look leaves the budget's end to the budget, which cuts it in
+    # epoch 4 with epochs 1-3 counted
+    seconds, counted = run(under_read, left=4 * MINUTE, cap=None)
+    assert counted is None and seconds < MINUTE
+    assert run(under_read, left=7 * MINUTE, cap=None) == (
+        7 * MINUTE,
+        pytest.approx(max(design.curve[:3])),
+    )
 
     recording = optuna.create_study(direction="maximize")
     recording.enqueue_trial(design.values)
     trial = recording.ask()
     suggest(trial, max_epochs=MAX_EPOCHS)
-    trial.report(0.81, 0)
+    for epoch, value in enumerate((0.81, 0.83)):
+        trial.report(value, epoch)
     for key, value in {
-        "prune_reason": "too slow: its first epoch project 24.0 min for 12 epochs, over ...",
+        "prune_reason": "too slow: its first two epochs project 24.0 min for 12 epochs, over ...",
         "projected_seconds": 1080.0,
         "build_seconds": 1.0,
-        "first_epoch_seconds": 120.0,
+        "first_epoch_seconds": 110.0,  # training only
+        "seconds_per_epoch": 120.0,  # the run's wall over its two epochs, validation included
     }.items():
         trial.set_user_attr(key, value)
     frozen = recording.tell(trial, state=optuna.trial.TrialState.PRUNED)
     exported = replay.recorded_trial(
         frozen, number=7, max_epochs=MAX_EPOCHS, train_patches=2400, study="s"
     )
-    assert (exported.curve, exported.start_seconds, exported.epoch_seconds) == ((), 1.0, (120.0,))
-    assert exported.projected_seconds == 1080.0
+    assert (exported.curve, exported.start_seconds) == ((), 1.0)
+    assert exported.epoch_seconds == (110.0, 130.0) and exported.projected_seconds == 1080.0
 
 
 def test_the_same_seed_replays_the_same_search_and_the_priors_come_first():

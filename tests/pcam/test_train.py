@@ -119,110 +119,42 @@ def test_a_run_over_its_time_cap_stops_within_its_first_epoch_unscored(tiny_synt
     assert not free.too_slow and len(free.val_auc) == 1 and free.projected_seconds > 0
 
 
-@pytest.mark.parametrize(
-    "seconds_per_batch, stops_after", [(1.0, 2), (0.35, 6), (0.05, None)], ids=str
-)
-def test_the_speed_check_stops_a_far_slower_run_at_its_first_timed_batch(
-    monkeypatch, seconds_per_batch, stops_after
-):
-    """Cap 40 s, 100 steps, 10 s of compiling in the first batch: 1 s a batch projects 109 s,
-    over twice the cap, at once; 0.35 s projects 10 + 34.65 = 44.65 s, over the cap only, so
-    the check waits for its five timed batches; 0.05 s fits."""
-    import types
-
-    import pcam.train
-    from pcam.train import SPEED_CHECK_BATCHES, SpeedCheck
-
-    clock = [0.0]
-    monkeypatch.setattr(pcam.train.time, "perf_counter", lambda: clock[0])
-    check = SpeedCheck(steps=100, epochs=10, already=0.0, cap=40.0)
-    check.set_model(types.SimpleNamespace(stop_training=False))
-    check.on_train_begin()
-    clock[0] += 10.0  # the first batch compiles
-    check.on_train_batch_end(0)
-    stopped_at = None
-    for batch in range(1, 20):
-        clock[0] += seconds_per_batch
-        check.on_train_batch_end(batch)
-        if check.model.stop_training and stopped_at is None:
-            stopped_at = batch + 1
-    assert stopped_at == stops_after and check.too_slow == (stops_after is not None)
-    assert stops_after != SPEED_CHECK_BATCHES + 1 or 40 < check.projected < 80
-
-
-@pytest.mark.parametrize(
-    "later_batch_seconds, stopped", [(2.0, True), (0.1, False), (None, False)], ids=str
-)
-def test_the_speed_check_looks_again_after_the_first_epoch(
-    monkeypatch, later_batch_seconds, stopped
-):
-    """Cap 40 s, 10 epochs of 10 batches: a compiling first batch (1 s) and five of 0.1 s
-    project 10.9 s and pass; four more of 2 s (the model's later batches run slower) make the
-    first epoch project 1 + 99 * 8.5 / 9 = 94.5 s, and the run stops at that epoch's end,
-    where it would otherwise have run to the end. A run already stopping for another reason
-    (None: pruned at that epoch) is left alone, and no later epoch is looked at."""
-    import types
-
-    import pcam.train
-    from pcam.train import SpeedCheck
-
-    clock = [0.0]
-    monkeypatch.setattr(pcam.train.time, "perf_counter", lambda: clock[0])
-    check = SpeedCheck(steps=100, epochs=10, already=0.0, cap=40.0)
-    check.set_model(types.SimpleNamespace(stop_training=False))
-    check.on_train_begin()
-    for batch, seconds in enumerate([1.0] + [0.1] * 5 + [later_batch_seconds or 2.0] * 4):
-        clock[0] += seconds
-        check.on_train_batch_end(batch)
-    assert check.projected == pytest.approx(10.9) and not check.too_slow
-    if later_batch_seconds is None:
-        check.model.stop_training = True  # the pruner stopped it at this epoch
-    check.on_epoch_end(0)
-    assert check.too_slow == stopped
-    assert check.model.stop_training == (stopped or later_batch_seconds is None)
-    if stopped:
-        assert check.epoch_projected == pytest.approx(94.5, abs=0.1)
-    else:
-        assert np.isnan(check.epoch_projected)
-    check.model.stop_training = False
-    clock[0] += 1000.0  # a second epoch far slower still: not looked at
-    check.on_epoch_end(1)
-    assert check.too_slow == stopped and not check.model.stop_training
-
-
 @pytest.mark.slow
-def test_a_run_whose_first_epoch_projects_past_the_cap_stops_there_scored(tiny_synthetic):
-    """First batches that fit and a first epoch that does not (its later batches slowed down
-    for real): the run stops after that epoch, which is scored; the same run without the
-    slowdown trains on."""
+def test_a_run_whose_first_two_epochs_project_past_the_cap_stops_there_scored(tiny_synthetic):
+    """First batches that fit and a second epoch that does not (its batches slowed down for
+    real): the run stops after that epoch, both epochs scored; the same 40-epoch run without
+    the slowdown is not stopped by the look."""
     import time
 
     import keras
 
     from pcam.data import load_training_data
-    from pcam.train import SPEED_CHECK_BATCHES, build_model, fit
+    from pcam.speed import SPEED_CHECK_BATCHES
+    from pcam.train import build_model, fit
 
-    class SlowAfterTheCheck(keras.callbacks.Callback):
+    class SlowSecondEpoch(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            if batch > SPEED_CHECK_BATCHES:
-                time.sleep(1.0)
+            if self.epoch == 1:
+                time.sleep(0.5)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
 
     data = load_training_data(tiny_synthetic, progress=False)  # 96 patches: 12 steps of 8
     params = ModelParams(blocks=1, filters=(4,), dense_units=8, batch_size=8, epochs=40, crop=32)
-    steps = -(-len(data.train) // params.batch_size)
-    assert steps > SPEED_CHECK_BATCHES + 2  # batches left in epoch 1 to slow down
-    # 40 epochs: the first batches project seconds; a first epoch with 1 s batches, minutes
+    assert -(-len(data.train) // params.batch_size) > SPEED_CHECK_BATCHES
+    # 40 epochs: the first batches project seconds; a second epoch of 0.5 s batches, minutes
     cap = 60.0
     model, build_seconds = build_model(params, len(data.train), seed=0)
     slowed = fit(
-        model, params, data.train, data.val, seed=0, time_cap=cap,
-        build_seconds=build_seconds, callbacks=[SlowAfterTheCheck()],
+        model, params, data.train, data.val, seed=0, time_cap=cap, recheck_cap=cap,
+        build_seconds=build_seconds, callbacks=[SlowSecondEpoch()],
     )  # fmt: skip
-    assert slowed.projected_seconds < cap < slowed.epoch_projected_seconds
-    assert slowed.too_slow and len(slowed.val_auc) == 1 and slowed.epochs_run == 1
+    assert slowed.projected_seconds < cap < slowed.rechecked_seconds
+    assert slowed.too_slow and len(slowed.val_auc) == 2 and slowed.epochs_run == 2
     model, build_seconds = build_model(params, len(data.train), seed=0)
     free = fit(
-        model, params, data.train, data.val, seed=0, epochs=3, time_cap=cap,
-        build_seconds=build_seconds,
-    )  # fmt: skip
-    assert not free.too_slow and len(free.val_auc) == 3
+        model, params, data.train, data.val, seed=0, time_cap=cap, recheck_cap=cap,
+        build_seconds=build_seconds, on_epoch=lambda epoch, val_auc: epoch >= 2,
+    )  # fmt: skip  # looked at after epoch 2 of 40, stopped by its hook after epoch 3
+    assert not free.too_slow and free.stopped_early and len(free.val_auc) == 3
