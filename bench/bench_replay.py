@@ -193,7 +193,7 @@ def recorded_trial(
     ):
         # Stopped at its first batches, or after two epochs (then timed): no curve either
         # way, since two epochs say little of where it would have ended.
-        if "first_epoch_seconds" not in attrs:
+        if "first two epochs" not in attrs["prune_reason"]:
             return Recorded(**common, curve=(), start_seconds=0.0, epoch_seconds=())
         first = attrs["first_epoch_seconds"]  # training only; the second holds two validations
         second = 2 * attrs["seconds_per_epoch"] - first
@@ -414,21 +414,28 @@ def run_trial(
         first_batches = recorded.total_seconds
     if not recorded.epoch_seconds or first_batches > limit:
         return min(max(recorded.speed_check_seconds, 1.0), left), None  # too slow: at once
-    rechecked = not recorded.curve or (cap is not None and recorded.total_seconds > cap)
-    if rechecked and len(recorded.epoch_seconds) >= 2:
-        # The first batches under-read it (they leave validation out, and a heavy model's
-        # later batches run slower); the speed check's second look, after two epochs and
-        # against the per-trial cap, stops it: here on the recorded whole cost rather than
-        # those epochs' own projection.
-        return min(recorded.start_seconds + sum(recorded.epoch_seconds[:2]), left), None
+    # The first batches can under-read a trial (they leave validation out, and a heavy
+    # model's later batches run slower): the speed check's second look, after two epochs and
+    # against the per-trial cap, stops it then (judged here on the recorded whole cost rather
+    # than those epochs' own projection), unless the budget's end or the pruner came first.
+    # A trial recorded as stopped there has its two epochs and no curve.
+    rechecked = not recorded.curve or (
+        cap is not None
+        and recorded.total_seconds > cap
+        and max_epochs > 2
+        and recorded.steps_per_epoch > 1
+    )
     spent = recorded.start_seconds
-    for epoch, value in enumerate(recorded.curve):
-        if spent + recorded.epoch_seconds[epoch] > left:  # the budget ends within this epoch
-            counts = epoch >= (first if judged else 1)
+    for epoch, seconds in enumerate(recorded.epoch_seconds):
+        if spent + seconds > left:  # the budget ends within this epoch
+            counts = bool(recorded.curve) and epoch >= (first if judged else 1)
             return left, (max(recorded.curve[:epoch]) if counts else None)
-        spent += recorded.epoch_seconds[epoch]
-        trial.report(value, epoch)
-        if judged and epoch + 1 < len(recorded.curve) and trial.should_prune():
+        spent += seconds
+        if recorded.curve:
+            trial.report(recorded.curve[epoch], epoch)
+            if judged and epoch + 1 < len(recorded.curve) and trial.should_prune():
+                return spent, None
+        if epoch == 1 and rechecked:
             return spent, None
     return spent, recorded.best
 
