@@ -33,14 +33,14 @@ class SpeedCheck(keras.callbacks.Callback):
     def __init__(
         self,
         *,
-        steps: int,
+        steps_per_epoch: int,
         epochs: int,
         already: float,
         cap: float | None,
         recheck_cap: float | None = None,
     ) -> None:
         super().__init__()
-        self.steps = steps
+        self.steps = steps_per_epoch * epochs
         self.epochs = epochs
         self.already = already
         self.cap = cap
@@ -55,7 +55,7 @@ class SpeedCheck(keras.callbacks.Callback):
         # The batches timed before the first look decides: within the first epoch, unless
         # that has one batch only (then they span epochs, validation included, and the
         # second look, which must come after the first, is not made).
-        self._per_epoch = steps // max(epochs, 1)
+        self._per_epoch = steps_per_epoch
         self._timed = SPEED_CHECK_BATCHES
         if self._per_epoch > 1:
             self._timed = min(SPEED_CHECK_BATCHES, self._per_epoch - 1)

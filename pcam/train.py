@@ -140,7 +140,7 @@ class ValidationAUC(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs if logs is not None else {}
         if self.speed is not None and self.speed.too_slow:
-            return  # a part-epoch, cut by the time cap: neither scored nor reported
+            return  # an epoch the first look cut or ended: neither scored nor reported
         self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
         if not math.isfinite(logs.get("loss", 0.0)):
             self.model.stop_training = True
@@ -216,7 +216,7 @@ def fit(
     feed = _training_feed(train_data, params, seed=seed, runtime=runtime)
     run_epochs = epochs or params.epochs
     speed = SpeedCheck(
-        steps=(run_epochs - initial_epoch) * len(feed),
+        steps_per_epoch=len(feed),
         epochs=run_epochs - initial_epoch,
         already=build_seconds,
         cap=time_cap,

@@ -303,16 +303,15 @@ class Objective:
         record.measure(result)
         write_record(trial, record)
         if result.too_slow:
+            if math.isfinite(result.rechecked_seconds):  # the first batches under-read it
+                looked_at, projected = "its first two epochs", result.rechecked_seconds
+                over_cap = f"over the {recheck_cap / 60:.1f} min a trial may take"
+            else:
+                looked_at, projected = "its first batches", result.projected_seconds
             reason = (
-                f"too slow: its first batches project {result.projected_seconds / 60:.1f} min "
+                f"too slow: {looked_at} project {projected / 60:.1f} min "
                 f"for {params.epochs} epochs, {over_cap}"
             )
-            if math.isfinite(result.rechecked_seconds):  # the first batches under-read it
-                reason = (
-                    f"too slow: its first two epochs project {result.rechecked_seconds / 60:.1f} "
-                    f"min for {params.epochs} epochs, over the {recheck_cap / 60:.1f} min a "
-                    "trial may take"
-                )
             trial.set_user_attr("prune_reason", reason)
             return True, result.epochs_run, result.best_val_auc, reason
         return result.stopped_early, result.epochs_run, result.best_val_auc, None

@@ -23,7 +23,7 @@ def test_the_speed_check_stops_a_far_slower_run_at_its_first_timed_batch(
     the check waits for its five timed batches; 0.05 s fits."""
     clock = [0.0]
     monkeypatch.setattr(pcam.speed.time, "perf_counter", lambda: clock[0])
-    check = SpeedCheck(steps=100, epochs=10, already=0.0, cap=40.0)
+    check = SpeedCheck(steps_per_epoch=10, epochs=10, already=0.0, cap=40.0)
     check.set_model(types.SimpleNamespace(stop_training=False))
     check.on_train_begin()
     clock[0] += 10.0  # the first batch compiles
@@ -50,7 +50,7 @@ def test_the_speed_check_looks_again_after_the_second_epoch(
     (None: pruned at that epoch) is left alone, and no later epoch is looked at."""
     clock = [0.0]
     monkeypatch.setattr(pcam.speed.time, "perf_counter", lambda: clock[0])
-    check = SpeedCheck(steps=100, epochs=10, already=0.0, cap=40.0, recheck_cap=40.0)
+    check = SpeedCheck(steps_per_epoch=10, epochs=10, already=0.0, cap=40.0, recheck_cap=40.0)
     check.set_model(types.SimpleNamespace(stop_training=False))
     check.on_train_begin()
     batch_seconds = [1.0] + [0.1] * 9 + [second_epoch_batch or 0.5] * 10
@@ -85,7 +85,7 @@ def test_the_first_look_decides_within_the_first_epoch_when_it_has_batches_to_ti
     within it, and the look waits for its five timed batches across epochs."""
     clock = [0.0]
     monkeypatch.setattr(pcam.speed.time, "perf_counter", lambda: clock[0])
-    check = SpeedCheck(steps=10 * per_epoch, epochs=10, already=0.0, cap=40.0)
+    check = SpeedCheck(steps_per_epoch=per_epoch, epochs=10, already=0.0, cap=40.0)
     check.set_model(types.SimpleNamespace(stop_training=False))
     check.on_train_begin()
     decided = None
